@@ -1,0 +1,2 @@
+import PRGE
+print("prge")

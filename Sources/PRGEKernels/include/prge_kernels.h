@@ -1,0 +1,54 @@
+// prge_kernels.h: the hot loops of prge, in C so the SIMD paths (AVX-512 / VNNI / BF16 today,
+// NEON later) live in a few well-named files. Internal to libprge: not part of the public ABI.
+// Everything here trusts its arguments: the Swift layer validates sizes and types first.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- ggml element types (numbers as in GGUF) --------------------------------------------
+enum {
+    PRGE_T_F32 = 0, PRGE_T_F16 = 1, PRGE_T_Q4_0 = 2, PRGE_T_Q4_1 = 3, PRGE_T_Q5_0 = 6,
+    PRGE_T_Q5_1 = 7, PRGE_T_Q8_0 = 8, PRGE_T_Q2_K = 10, PRGE_T_Q3_K = 11, PRGE_T_Q4_K = 12,
+    PRGE_T_Q5_K = 13, PRGE_T_Q6_K = 14, PRGE_T_BF16 = 30,
+};
+
+// ---- dequant.c: exact dequantization (bit-identical to ggml's reference dequantizers) -----
+// Dequantize n elements (a whole number of blocks of `type`) from src to dst.
+// Returns 0, or -1 if the type is not supported.
+int prge_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+float prge_f16_to_f32(uint16_t h);
+uint16_t prge_f32_to_f16(float f);       // round to nearest even, like ggml
+float prge_bf16_to_f32(uint16_t h);
+uint16_t prge_f32_to_bf16(float f);      // round to nearest even, NaN kept quiet
+
+// ---- pool.c: one layer of parallelism --------------------------------------------------------
+typedef struct prge_pool prge_pool;
+// n_threads >= 1 (the calling thread is one of them). NULL on failure.
+prge_pool *prge_pool_create(int n_threads);
+void prge_pool_free(prge_pool *pool);
+int prge_pool_threads(const prge_pool *pool);
+// Runs fn(ctx, i) for i in [0, n_tasks) across the pool's threads and returns when all are
+// done. Not reentrant: one prge_pool_run at a time per pool.
+typedef void (*prge_task_fn)(void *ctx, int64_t task);
+void prge_pool_run(prge_pool *pool, prge_task_fn fn, void *ctx, int64_t n_tasks);
+
+// ---- matmul.c: Y = X · Wᵀ with W stored quantized ------------------------------------------
+// X: [M, K] f32, row stride ldx (floats). W: N rows of K elements of ggml `wtype`, row stride
+// w_row_bytes. Y: [M, N] f32, row stride ldy. If accumulate != 0, Y += X·Wᵀ, else Y = X·Wᵀ.
+// Weights are dequantized on the fly into cache-sized tiles, reused across all M rows.
+// mode PRGE_MM_F32: fp32 products and accumulation (the reference path).
+// mode PRGE_MM_BF16: X and the weight tile rounded to bf16, products accumulated in fp32.
+enum { PRGE_MM_F32 = 0, PRGE_MM_BF16 = 1 };
+void prge_matmul(prge_pool *pool, int mode,
+                 const float *X, int64_t ldx,
+                 const void *W, uint32_t wtype, int64_t w_row_bytes,
+                 float *Y, int64_t ldy,
+                 int64_t M, int64_t N, int64_t K, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
