@@ -103,8 +103,8 @@ public final class GGUFFile: @unchecked Sendable {
         raws.reserveCapacity(nTensors)
         for i in 0..<nTensors {
             let name = try r.string("tensor name #\(i)")
-            let nd = try r.count(Self.maxDims, "dimension count of '\(name)'")
-            guard nd >= 1 else { throw r.error("tensor '\(name)' has 0 dimensions") }
+            let nd = Int(try r.u32())
+            guard nd >= 1, nd <= Self.maxDims else { throw r.error("tensor '\(name)' has \(nd) dimensions (need 1...\(Self.maxDims))") }
             var dims: [Int] = []
             var total = 1
             for _ in 0..<nd {
