@@ -73,6 +73,9 @@ public final class GGUFFile: @unchecked Sendable {
         guard version == 2 || version == 3 else { throw r.error("unsupported GGUF version \(version) (need 2 or 3)") }
         let nTensors = try r.count(Self.maxTensors, "tensor count")
         let nKV = try r.count(Self.maxMetadata, "metadata count")
+        // A pair takes at least 13 bytes (empty key, type, one-byte value): a larger count is a
+        // lie, refused before anything is sized by it.
+        guard nKV <= r.remaining / 13 else { throw r.error("metadata count \(nKV) cannot fit in the \(r.remaining) bytes left: truncated file?") }
 
         var meta: [(key: String, value: GGUFValue)] = []
         var metaIndex: [String: Int] = [:]
@@ -99,6 +102,8 @@ public final class GGUFFile: @unchecked Sendable {
         alignment = align
 
         struct Raw { var name: String; var dims: [Int]; var type: GGMLType; var offset: Int }
+        // A tensor info takes at least 32 bytes (empty name, one dimension).
+        guard nTensors <= r.remaining / 32 else { throw r.error("tensor count \(nTensors) cannot fit in the \(r.remaining) bytes left: truncated file?") }
         var raws: [Raw] = []
         raws.reserveCapacity(nTensors)
         for i in 0..<nTensors {
@@ -188,6 +193,19 @@ struct ByteReader {
 
     init(_ bytes: UnsafeRawBufferPointer, file: String) { self.bytes = bytes; self.file = file }
 
+    var remaining: Int { bytes.count - offset }
+
+    /// The fewest bytes a value of type `t` can take (a string: its u64 length).
+    static func minBytes(_ t: GGUFValueType) -> Int {
+        switch t {
+        case .uint8, .int8, .bool: return 1
+        case .uint16, .int16: return 2
+        case .uint32, .int32, .float32: return 4
+        case .uint64, .int64, .float64, .string: return 8
+        case .array: return 12   // element type and count
+        }
+    }
+
     func error(_ what: String) -> PRGEError { PRGEError.format("\(file): \(what) (at byte \(offset))") }
 
     mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> UnsafeRawBufferPointer {
@@ -237,8 +255,8 @@ struct ByteReader {
             guard let et = GGUFValueType(rawValue: raw) else { throw error("metadata '\(key)': unknown array element type \(raw)") }
             guard et != .array else { throw error("metadata '\(key)': nested arrays are not supported") }
             let n = try count(GGUFFile.maxArrayCount, "array length of '\(key)'")
-            // Each element takes at least one byte: a count larger than what is left is a lie.
-            guard n <= bytes.count - offset else { throw error("metadata '\(key)': array of \(n) elements runs past the end of the file") }
+            // A count larger than what is left can hold is a lie: refuse it before reserving.
+            guard n <= remaining / Self.minBytes(et) else { throw error("metadata '\(key)': array of \(n) elements runs past the end of the file: truncated file?") }
             var a: [GGUFValue] = []
             a.reserveCapacity(n)
             for _ in 0..<n { a.append(try value(et, key)) }

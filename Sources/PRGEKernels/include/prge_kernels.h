@@ -48,6 +48,27 @@ void prge_matmul(prge_pool *pool, int mode,
                  const void *W, uint32_t wtype, int64_t w_row_bytes,
                  float *Y, int64_t ldy,
                  int64_t M, int64_t N, int64_t K, int accumulate);
+// Added (matmul.c):
+// OR into `mode` to force the portable C path (tests, benchmarks).
+enum { PRGE_MM_GENERIC = 0x100 };
+// Results are bit-identical for any pool size (each output element is computed by one task in a
+// fixed order). They may differ in the last bits between paths and between M <= 8 and M > 8.
+// Which kernels this CPU uses: "avx512-bf16" or "generic" (env PRGE_MM_PATH=generic forces it).
+const char *prge_matmul_path(void);
+// Measured peaks of this CPU on `threads` threads (about 0.1 s each): fp32 FMA GFLOP/s (zmm
+// FMAs on AVX-512 CPUs, else auto-vectorized C) and bf16 dot GFLOP/s (vdpbf16ps, 4 flops a
+// lane; 0 where the CPU lacks AVX512-BF16).
+double prge_bench_fma_peak_gflops(int threads);
+double prge_bench_bf16_peak_gflops(int threads);
+
+
+// ---- attention.c ----------------------------------------------------------------------------
+// One head, one sequence. Query row t (of n_new) sits at absolute position p0 + t and attends
+// to key/value rows 0..p0+t. q/out rows have strides ldq/ldo, k/v rows stride ldkv (floats).
+// scratch: at least p0 + n_new floats.
+void prge_attention(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv,
+                    float *out, int64_t ldo, int64_t n_new, int64_t p0, int64_t head_dim,
+                    float scale, float *scratch);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,25 @@
+import PRGEKernels
+
+/// How the linear layers multiply. fp32 is the reference; bf16 rounds activations and weights
+/// to bf16 and accumulates in fp32 (AVX512-BF16), used only where training is shown to learn as well.
+public enum NumericMode: String, Sendable, CaseIterable {
+    case fp32, bf16
+    var kernelMode: Int32 { self == .fp32 ? Int32(PRGE_MM_F32) : Int32(PRGE_MM_BF16) }
+}
+
+/// y[m, n] (+)= Σ_k x[m, k] · W[n, k] over `m` rows. Shapes are the caller's contract.
+@inline(__always)
+func matmul(_ pool: ThreadPool, _ mode: NumericMode,
+            _ x: UnsafePointer<Float>, ldx: Int, _ w: QMatrix,
+            _ y: UnsafeMutablePointer<Float>, ldy: Int, rows m: Int, accumulate: Bool = false) {
+    prge_matmul(pool.raw, mode.kernelMode, x, Int64(ldx), w.data, w.type.rawValue, Int64(w.rowBytes),
+                y, Int64(ldy), Int64(m), Int64(w.rows), Int64(w.cols), accumulate ? 1 : 0)
+}
+
+/// The same for a plain row-major f32 matrix w [n, k] (LoRA A and B): always fp32.
+@inline(__always)
+func matmulF32(_ pool: ThreadPool, _ x: UnsafePointer<Float>, ldx: Int, _ w: UnsafePointer<Float>, n: Int, k: Int,
+               _ y: UnsafeMutablePointer<Float>, ldy: Int, rows m: Int, accumulate: Bool) {
+    prge_matmul(pool.raw, Int32(PRGE_MM_F32), x, Int64(ldx), w, GGMLType.f32.rawValue, Int64(k * 4),
+                y, Int64(ldy), Int64(m), Int64(n), Int64(k), accumulate ? 1 : 0)
+}

@@ -1,0 +1,212 @@
+import PRGEKernels
+
+// The batched, ragged Llama forward. Rows of all sequences (and all LoRA copies) form one
+// matrix per linear layer; attention runs per sequence and head. Everything below the first
+// adapted layer depends only on the tokens, so it runs once and is then replicated per copy.
+
+/// Where each sequence's rows lie: sequence s owns rows start[s] ..< start[s] + len[s] of one copy.
+struct RowLayout {
+    let start: [Int]
+    let len: [Int]
+    let rowsPerCopy: Int      // T: tokens of one copy of the batch
+    let pos: [Int32]          // [T] position of each row
+    let p0: Int               // position of the first row (KV cache length), 0 without cache
+
+    init(_ b: Batch, p0: Int) {
+        var s: [Int] = [], t = 0
+        var pos: [Int32] = []
+        for seq in b.sequences {
+            s.append(t)
+            t += seq.count
+            for i in 0..<seq.count { pos.append(Int32(p0 + i)) }
+        }
+        start = s
+        len = b.sequences.map(\.count)
+        rowsPerCopy = t
+        self.pos = pos
+        self.p0 = p0
+    }
+}
+
+extension Context {
+    /// Final-normed hidden states at the outputs: [copies × outputs, d], copy-major.
+    func hidden(_ batch: Batch, lora: LoRAPlan?, cache: KVCache?) throws -> [Float] {
+        let c = model.config
+        try batch.validate(c, maxLength: maxLength)
+        if let plan = lora { try validate(plan) }
+        let p0 = cache?.count ?? 0
+        if let kv = cache {
+            guard batch.sequences.count == 1, lora.map({ $0.copies.count == 1 }) ?? true else {
+                throw PRGEError.invalid("a KV cache continues exactly one sequence, one copy")
+            }
+            guard p0 + batch.sequences[0].count <= kv.capacity else {
+                throw PRGEError.invalid("KV cache full: \(p0) + \(batch.sequences[0].count) tokens exceed its \(kv.capacity)")
+            }
+        }
+        let L = RowLayout(batch, p0: p0)
+        let copies = lora?.copies.count ?? 1
+        let T = L.rowsPerCopy, R = copies * T, d = c.nEmbd
+        prepareRope(L)
+
+        let x = ws.x.ensure(R * d)                                  // [R, d] residual stream
+        embed(batch, into: x)
+        let firstAdapted = lora.map { plan in plan.adapter.slots.map(\.layer).min() ?? c.nLayer } ?? c.nLayer
+        var active = 1                                              // copies materialized so far
+        for l in 0..<c.nLayer {
+            if l == firstAdapted && copies > 1 {
+                for k in 1..<copies { (x + k * T * d).update(from: x, count: T * d) }
+                active = copies
+            }
+            layer(l, x: x, L: L, copies: active, lora: l >= firstAdapted ? lora : nil, cache: cache)
+        }
+        if active < copies { for k in 1..<copies { (x + k * T * d).update(from: x, count: T * d) } }
+        cache?.count += T
+
+        // Gather and normalize only the rows whose logits are wanted.
+        let nOut = batch.outputs.count
+        var h = [Float](repeating: 0, count: copies * nOut * d)
+        h.withUnsafeMutableBufferPointer { hp in
+            model.outputNorm.withUnsafeBufferPointer { w in
+                for k in 0..<copies {
+                    for (i, o) in batch.outputs.enumerated() {
+                        let row = k * T + L.start[o.seq] + o.pos
+                        rmsNorm(x + row * d, w.baseAddress!, hp.baseAddress! + (k * nOut + i) * d, n: d, eps: c.rmsEps)
+                    }
+                }
+            }
+        }
+        return h
+    }
+
+    private func validate(_ plan: LoRAPlan) throws {
+        guard !plan.copies.isEmpty, plan.copies.count <= 4096 else { throw PRGEError.invalid("LoRA plan needs 1...4096 copies") }
+        for s in plan.adapter.slots {
+            guard s.layer < model.config.nLayer, model.shape(s.proj) == (s.dIn, s.dOut) else {
+                throw PRGEError.invalid("adapter slot blk.\(s.layer).\(s.proj.ggufName) does not fit this model")
+            }
+        }
+        for k in plan.copies where k.query < 0 || k.query >= 4096 || !k.sign.isFinite {
+            throw PRGEError.invalid("LoRA plan copy has query \(k.query), sign \(k.sign)")
+        }
+    }
+
+    // x[row] = token_embd[token]
+    private func embed(_ batch: Batch, into x: UnsafeMutablePointer<Float>) {
+        let d = model.config.nEmbd
+        var r = 0
+        for seq in batch.sequences {
+            for t in seq { model.tokenEmbedding.dequantizeRow(Int(t), into: x + r * d); r += 1 }
+        }
+    }
+
+    // cos/sin of every (row position, frequency) once per forward: [T, ropeDim/2]
+    private func prepareRope(_ L: RowLayout) {
+        let half = model.config.ropeDim / 2, T = L.rowsPerCopy
+        let cs = ws.ropeCos.ensure(max(T * half, 1)), sn = ws.ropeSin.ensure(max(T * half, 1))
+        for r in 0..<T {
+            for i in 0..<half {
+                let theta = Double(L.pos[r]) * Double(model.rope.invFreq[i])
+                cs[r * half + i] = Float(cos(theta))
+                sn[r * half + i] = Float(sin(theta))
+            }
+        }
+    }
+
+    /// Row-parallel helper: body(lo, hi) over R rows in chunks.
+    private func forRows(_ R: Int, _ body: (Int, Int) -> Void) {
+        let chunks = min(R, pool.threads * 4)
+        pool.parallelFor(chunks) { i in body(i * R / chunks, (i + 1) * R / chunks) }
+    }
+
+    private func layer(_ l: Int, x: UnsafeMutablePointer<Float>, L: RowLayout, copies: Int, lora: LoRAPlan?, cache: KVCache?) {
+        let c = model.config, w = model.layers[l]
+        let T = L.rowsPerCopy, R = copies * T, d = c.nEmbd, qd = c.qDim, kvd = c.kvDim, ff = c.nFF
+        let xb = ws.xb.ensure(R * d), q = ws.q.ensure(R * qd), k = ws.k.ensure(R * kvd), v = ws.v.ensure(R * kvd)
+        let att = ws.att.ensure(R * qd)
+
+        // ---- attention block
+        w.attnNorm.withUnsafeBufferPointer { nw in
+            forRows(R) { lo, hi in for r in lo..<hi { rmsNorm(x + r * d, nw.baseAddress!, xb + r * d, n: d, eps: c.rmsEps) } }
+        }
+        project(l, .q, xb, ldx: d, q, ldy: qd, R: R, T: T, lora: lora)
+        project(l, .k, xb, ldx: d, k, ldy: kvd, R: R, T: T, lora: lora)
+        project(l, .v, xb, ldx: d, v, ldy: kvd, R: R, T: T, lora: lora)
+        applyRope(q, heads: c.nHead, R: R, T: T)
+        applyRope(k, heads: c.nHeadKV, R: R, T: T)
+        attention(l, q: q, k: k, v: v, out: att, L: L, copies: copies, cache: cache)
+        project(l, .o, att, ldx: qd, x, ldy: d, R: R, T: T, lora: lora, accumulate: true)   // x += Wo·att
+
+        // ---- feed-forward block (SwiGLU)
+        let g = ws.gate.ensure(R * ff), u = ws.up.ensure(R * ff)
+        w.ffnNorm.withUnsafeBufferPointer { nw in
+            forRows(R) { lo, hi in for r in lo..<hi { rmsNorm(x + r * d, nw.baseAddress!, xb + r * d, n: d, eps: c.rmsEps) } }
+        }
+        project(l, .gate, xb, ldx: d, g, ldy: ff, R: R, T: T, lora: lora)
+        project(l, .up, xb, ldx: d, u, ldy: ff, R: R, T: T, lora: lora)
+        forRows(R) { lo, hi in swiglu(g + lo * ff, u + lo * ff, n: (hi - lo) * ff) }
+        project(l, .down, g, ldx: ff, x, ldy: d, R: R, T: T, lora: lora, accumulate: true)  // x += Wdown·h
+    }
+
+    // y (+)= W·x, plus the LoRA term of each copy when the projection is adapted.
+    private func project(_ l: Int, _ p: Projection, _ x: UnsafeMutablePointer<Float>, ldx: Int,
+                         _ y: UnsafeMutablePointer<Float>, ldy: Int, R: Int, T: Int,
+                         lora: LoRAPlan?, accumulate: Bool = false) {
+        matmul(pool, mode, x, ldx: ldx, model.layers[l].matrix(p), y, ldy: ldy, rows: R, accumulate: accumulate)
+        if let plan = lora, let slot = plan.adapter.slot(layer: l, p) {
+            addLoRA(slot, plan, x, ldx: ldx, y, ldy: ldy, T: T)
+        }
+    }
+
+    private func applyRope(_ t: UnsafeMutablePointer<Float>, heads: Int, R: Int, T: Int) {
+        let c = model.config, hd = c.headDim, half = c.ropeDim / 2, ld = heads * hd
+        let cs = ws.ropeCos.ptr, sn = ws.ropeSin.ptr
+        forRows(R) { lo, hi in
+            for r in lo..<hi {
+                let pr = r % T                       // copies share positions
+                let row = t + r * ld
+                for i in 0..<half {
+                    let co = cs[pr * half + i], si = sn[pr * half + i]
+                    for h in 0..<heads {
+                        let e = row + h * hd + 2 * i
+                        let a = e[0], b = e[1]
+                        e[0] = a * co - b * si
+                        e[1] = a * si + b * co
+                    }
+                }
+            }
+        }
+    }
+
+    private func attention(_ l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                           v: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+                           L: RowLayout, copies: Int, cache: KVCache?) {
+        let c = model.config, hd = c.headDim, qd = c.qDim, kvd = c.kvDim
+        let group = c.nHead / c.nHeadKV
+        let nSeq = L.start.count, T = L.rowsPerCopy
+        var kSrc = UnsafePointer(k), vSrc = UnsafePointer(v)
+        if let kv = cache {       // append the new rows, then attend over the whole cache
+            let (kc, vc) = kv.layer(l)
+            (kc + L.p0 * kvd).update(from: k, count: T * kvd)
+            (vc + L.p0 * kvd).update(from: v, count: T * kvd)
+            kSrc = UnsafePointer(kc); vSrc = UnsafePointer(vc)
+        }
+        let maxCtx = L.p0 + (L.len.max() ?? 0)
+        let tasks = copies * nSeq * c.nHead
+        let scratch = ws.attScratch.ensure(tasks * maxCtx)
+        let scale = 1 / Float(hd).squareRoot()
+        pool.parallelFor(tasks) { task in
+            let h = task % c.nHead, s = (task / c.nHead) % nSeq, cp = task / (c.nHead * nSeq)
+            let row0 = cp * T + L.start[s]
+            let kvRow0 = cache == nil ? row0 : 0
+            let kvh = h / group
+            prge_attention(q + row0 * qd + h * hd, Int64(qd),
+                           kSrc + kvRow0 * kvd + kvh * hd, vSrc + kvRow0 * kvd + kvh * hd, Int64(kvd),
+                           out + row0 * qd + h * hd, Int64(qd),
+                           Int64(L.len[s]), Int64(L.p0), Int64(hd), scale, scratch + task * maxCtx)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

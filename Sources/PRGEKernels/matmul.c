@@ -1,0 +1,675 @@
+// matmul.c: Y = X · Wᵀ with W stored quantized.
+//
+// Paths (chosen per call; every output element is computed by exactly one task, with a fixed
+// order of operations that depends only on M, K and the path, never on the thread count or on
+// the tiling, so results are bit-identical for any number of threads):
+//   generic   portable C (any CPU): a W row at a time dequantized to fp32, 8-lane dot products.
+//   avx512    (Zen 4 / Sapphire Rapids class: AVX-512F/BW/VL + BF16), selected at run time:
+//     "panel" (M > MM_SMALL_M): X is packed once per call into blocks of MR rows; each task
+//       dequantizes NC output columns of W into a k-major panel (fp32, or bf16 pairs for
+//       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
+//       Every lane accumulates its dot product sequentially over k (one FMA / dpbf16 chain).
+//     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
+//       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
+#include "prge_kernels.h"
+#include <stdio.h>
+#include <time.h>
+#include <stdatomic.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MM_X86 1
+#endif
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// dequant.c is written in parallel; keep linking even while it is absent.
+#pragma weak prge_dequantize_row
+
+static inline float mm_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else {  // subnormal: normalize
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float mm_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float mm_round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x00400000u;  // NaN: keep quiet
+    else u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static inline uint16_t mm_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+// Decode one row of K elements to fp32. Returns 0, or -1 when the type is unsupported.
+static int mm_decode_row(uint32_t type, const void *src, float *dst, int64_t K) {
+    const uint8_t *b = (const uint8_t *)src;
+    switch (type) {
+    case PRGE_T_F32: memcpy(dst, src, (size_t)K * 4); return 0;
+    case PRGE_T_F16:
+        for (int64_t i = 0; i < K; i++) dst[i] = mm_f16_to_f32(mm_rd16(b + 2 * i));
+        return 0;
+    case PRGE_T_BF16:
+        for (int64_t i = 0; i < K; i++) dst[i] = mm_bf16_to_f32(mm_rd16(b + 2 * i));
+        return 0;
+    case PRGE_T_Q4_0:
+        for (int64_t i = 0; i < K / 32; i++, b += 18, dst += 32) {
+            const float d = mm_f16_to_f32(mm_rd16(b));
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)((b[2 + j] & 0xf) - 8) * d;
+                dst[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
+            }
+        }
+        return 0;
+    case PRGE_T_Q4_1:
+        for (int64_t i = 0; i < K / 32; i++, b += 20, dst += 32) {
+            const float d = mm_f16_to_f32(mm_rd16(b)), m = mm_f16_to_f32(mm_rd16(b + 2));
+            for (int j = 0; j < 16; j++) {
+                dst[j] = (float)(b[4 + j] & 0xf) * d + m;
+                dst[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+            }
+        }
+        return 0;
+    case PRGE_T_Q8_0:
+        for (int64_t i = 0; i < K / 32; i++, b += 34, dst += 32) {
+            const float d = mm_f16_to_f32(mm_rd16(b));
+            for (int j = 0; j < 32; j++) dst[j] = (float)(int8_t)b[2 + j] * d;
+        }
+        return 0;
+    default:
+        if (!prge_dequantize_row) return -1;
+        return prge_dequantize_row(type, src, dst, K);
+    }
+}
+
+// Per-thread scratch, grown on demand and kept for the thread's life (one allocation per slot).
+// Slot 0: the packed X of the prge_matmul caller. Slots 1, 2: per-task buffers.
+typedef struct { void *p; size_t n; } mm_buf;
+static _Thread_local mm_buf mm_tls[3];
+static void *mm_scratch(int slot, size_t bytes) {
+    mm_buf *b = &mm_tls[slot];
+    if (b->n < bytes) {
+        free(b->p);
+        size_t n = (bytes + 4095) & ~(size_t)4095;
+        b->p = aligned_alloc(64, n);
+        if (!b->p) abort();
+        b->n = n;
+    }
+    return b->p;
+}
+
+// ---- generic path ----------------------------------------------------------------------------
+#define MM_GEN_NT 16   // W rows per task
+
+typedef struct {
+    int mode;
+    const float *X; int64_t ldx;
+    const uint8_t *W; uint32_t wtype; int64_t wrb;
+    float *Y; int64_t ldy;
+    int64_t M, N, K;
+    int accumulate;
+} mm_job;
+
+static inline float mm_dot(const float *a, const float *b, int64_t K) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
+    float t = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; k < K; k++) t += a[k] * b[k];
+    return t;
+}
+
+static void mm_generic_task(void *vctx, int64_t task) {
+    const mm_job *j = (const mm_job *)vctx;
+    const int64_t n0 = task * MM_GEN_NT;
+    const int64_t nn = (j->N - n0) < MM_GEN_NT ? (j->N - n0) : MM_GEN_NT;
+    const int64_t K = j->K;
+    float *w = (float *)mm_scratch(1, (size_t)(nn * K + K) * sizeof(float));
+    float *xr = w + nn * K;
+    for (int64_t n = 0; n < nn; n++) {
+        if (mm_decode_row(j->wtype, j->W + (n0 + n) * j->wrb, w + n * K, K) != 0) abort();
+        if (j->mode == PRGE_MM_BF16)
+            for (int64_t k = 0; k < K; k++) w[n * K + k] = mm_round_bf16(w[n * K + k]);
+    }
+    for (int64_t m = 0; m < j->M; m++) {
+        const float *x = j->X + m * j->ldx;
+        if (j->mode == PRGE_MM_BF16) {
+            for (int64_t k = 0; k < K; k++) xr[k] = mm_round_bf16(x[k]);
+            x = xr;
+        }
+        float *y = j->Y + m * j->ldy + n0;
+        for (int64_t n = 0; n < nn; n++) {
+            const float d = mm_dot(x, w + n * K, K);
+            y[n] = j->accumulate ? y[n] + d : d;
+        }
+    }
+}
+
+
+static void mm_generic(prge_pool *pool, const mm_job *j) {
+    prge_pool_run(pool, mm_generic_task, (void *)j, (j->N + MM_GEN_NT - 1) / MM_GEN_NT);
+}
+
+#if MM_X86
+// =============================================================================================
+// AVX-512 (F/BW/VL/DQ + BF16) path.
+// =============================================================================================
+#define MM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
+#define MM_INLINE static inline __attribute__((always_inline))
+
+#ifndef MM_TUNE
+enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 8 };
+#else   // benchmarks/kernels: -DMM_TUNE -DMM_MR=.. -DMM_NC=.. -DMM_SMALLM=..
+enum { MR = MM_MR, NR = 32, NC = MM_NC, MM_SMALL_M = MM_SMALLM };
+#endif
+
+// Decode one row of K elements of `type` to fp32 (bit-identical to dequant.c's reference).
+MM_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, float *dst, int64_t K) {
+    int64_t i = 0;
+    switch (type) {
+    case PRGE_T_F32: memcpy(dst, b, (size_t)K * 4); return;
+    case PRGE_T_F16:
+        for (; i + 16 <= K; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 2 * i))));
+        for (; i < K; i++) dst[i] = mm_f16_to_f32(mm_rd16(b + 2 * i));
+        return;
+    case PRGE_T_BF16:
+        for (; i + 16 <= K; i += 16)
+            _mm512_storeu_si512(dst + i, _mm512_slli_epi32(_mm512_cvtepu16_epi32(
+                                   _mm256_loadu_si256((const __m256i *)(b + 2 * i))), 16));
+        for (; i < K; i++) dst[i] = mm_bf16_to_f32(mm_rd16(b + 2 * i));
+        return;
+    case PRGE_T_Q8_0:
+        for (; i < K; i += 32, b += 34) {
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(mm_rd16(b)));
+            const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+            const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)));
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d));
+            _mm512_storeu_ps(dst + i + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d));
+        }
+        return;
+    case PRGE_T_Q4_0:
+        for (; i < K; i += 32, b += 18) {
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(mm_rd16(b)));
+            const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+            const __m512i e8 = _mm512_set1_epi32(8), m4 = _mm512_set1_epi32(0xf);
+            const __m512i lo = _mm512_sub_epi32(_mm512_and_si512(q, m4), e8);
+            const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), e8);
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
+            _mm512_storeu_ps(dst + i + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
+        }
+        return;
+    case PRGE_T_Q4_1:
+        for (; i < K; i += 32, b += 20) {
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(mm_rd16(b)));
+            const __m512 m = _mm512_set1_ps(_cvtsh_ss(mm_rd16(b + 2)));
+            const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
+            const __m512i lo = _mm512_and_si512(q, _mm512_set1_epi32(0xf));
+            const __m512i hi = _mm512_srli_epi32(q, 4);
+            // d*q + m, unfused like the reference dequantizer
+            _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m));
+            _mm512_storeu_ps(dst + i + 16, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m));
+        }
+        return;
+    default:
+        if (mm_decode_row(type, b, dst, K) != 0) abort();
+        return;
+    }
+}
+
+// 32 floats -> 16 dwords, each the bf16 pair (src[2p], src[2p+1]) (round to nearest even).
+MM_AVX512 MM_INLINE __m512i mm_pairs_bf16(const float *src) {
+    const __m512 lo = _mm512_loadu_ps(src), hi = _mm512_loadu_ps(src + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+typedef struct {
+    int bf16;
+    const float *X; int64_t ldx;
+    const uint8_t *W; uint32_t wtype; int64_t wrb;
+    float *Y; int64_t ldy;
+    int64_t M, N, K;
+    int accumulate;
+    // panel path
+    int64_t KP;          // fp32: K; bf16: number of k pairs (K+1)/2
+    int64_t KD;          // decode length: K rounded up to 32 (decode buffer, zero tail)
+    void *xp;            // packed X: [M/MR blocks][KP][MR] (floats or bf16-pair dwords)
+    int64_t mblocks, n_tiles, m_chunks, mb_per_chunk, xpack_per_task;
+} mm_ctx;
+
+// ---- X packing (once per call; parallel over groups of MR-row blocks) ----
+MM_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
+    const mm_ctx *c = (const mm_ctx *)vctx;
+    const int64_t b0 = task * c->xpack_per_task;
+    const int64_t b1 = b0 + c->xpack_per_task < c->mblocks ? b0 + c->xpack_per_task : c->mblocks;
+    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
+    for (int64_t mb = b0; mb < b1; mb++) {
+        for (int i = 0; i < MR; i++) {
+            const int64_t m = mb * MR + i;
+            if (!c->bf16) {
+                float *xp = (float *)c->xp + mb * c->KP * MR + i;
+                if (m < c->M) {
+                    const float *x = c->X + m * c->ldx;
+                    for (int64_t k = 0; k < c->K; k++) xp[k * MR] = x[k];
+                } else {
+                    for (int64_t k = 0; k < c->K; k++) xp[k * MR] = 0.0f;
+                }
+            } else {
+                uint32_t *xp = (uint32_t *)c->xp + mb * c->KP * MR + i;
+                if (m < c->M) {
+                    memcpy(tmp, c->X + m * c->ldx, (size_t)c->K * sizeof(float));
+                    memset(tmp + c->K, 0, (size_t)(c->KD + 32 - c->K) * sizeof(float));
+                    for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
+                        uint32_t pr[16];
+                        _mm512_storeu_si512(pr, mm_pairs_bf16(tmp + 2 * p0));
+                        const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
+                        for (int64_t t = 0; t < np; t++) xp[(p0 + t) * MR] = pr[t];
+                    }
+                } else {
+                    for (int64_t p = 0; p < c->KP; p++) xp[p * MR] = 0;
+                }
+            }
+        }
+    }
+}
+
+// ---- W panel packing: columns [n0, n0+32) -> k-major panel (zero for columns >= N) ----
+MM_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, void *panel, float *tmp) {
+    for (int j = 0; j < NR; j++) {
+        const int64_t n = n0 + j;
+        if (!c->bf16) {
+            float *pp = (float *)panel + j;
+            if (n < c->N) {
+                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
+                for (int64_t k = 0; k < c->K; k++) pp[k * NR] = tmp[k];
+            } else {
+                for (int64_t k = 0; k < c->K; k++) pp[k * NR] = 0.0f;
+            }
+        } else {
+            uint32_t *pp = (uint32_t *)panel + j;
+            if (n < c->N) {
+                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
+                memset(tmp + c->K, 0, (size_t)(c->KD + 32 - c->K) * sizeof(float));
+                for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
+                    uint32_t pr[16];
+                    _mm512_storeu_si512(pr, mm_pairs_bf16(tmp + 2 * p0));
+                    const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
+                    for (int64_t t = 0; t < np; t++) pp[(p0 + t) * NR] = pr[t];
+                }
+            } else {
+                for (int64_t p = 0; p < c->KP; p++) pp[p * NR] = 0;
+            }
+        }
+    }
+}
+
+// ---- micro-kernels: MRC rows (of a packed block with stride MR) x 32 columns ----
+MM_AVX512 MM_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y, int64_t ldy,
+                                      int rows, __mmask16 k0, __mmask16 k1, int accumulate) {
+    for (int i = 0; i < MRC; i++) {
+        if (i >= rows) break;
+        float *yr = y + i * ldy;
+        __m512 a0 = acc[i][0], a1 = acc[i][1];
+        if (accumulate) {
+            a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(k0, yr), a0);
+            a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(k1, yr + 16), a1);
+        }
+        _mm512_mask_storeu_ps(yr, k0, a0);
+        _mm512_mask_storeu_ps(yr + 16, k1, a1);
+    }
+}
+
+MM_AVX512 MM_INLINE void mm_ukr_f32(const int MRC, const float *xp, const float *pan, int64_t K,
+                                   float *y, int64_t ldy, int rows, __mmask16 k0, __mmask16 k1,
+                                   int accumulate) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_load_ps(pan + k * NR), b1 = _mm512_load_ps(pan + k * NR + 16);
+        for (int i = 0; i < MRC; i++) {
+            const __m512 a = _mm512_set1_ps(xp[k * MR + i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+    }
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+}
+
+MM_AVX512 MM_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
+                                    int64_t KP, float *y, int64_t ldy, int rows, __mmask16 k0,
+                                    __mmask16 k1, int accumulate) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < KP; p++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(pan + p * NR);
+        const __m512bh b1 = (__m512bh)_mm512_load_si512(pan + p * NR + 16);
+        for (int i = 0; i < MRC; i++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)xp[p * MR + i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
+        }
+    }
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+}
+
+#define MM_UKR_CASES(F, ...)                                                                     \
+    switch (mrc) {                                                                               \
+    case 1: F(1, __VA_ARGS__); break;  case 2: F(2, __VA_ARGS__); break;                         \
+    case 3: F(3, __VA_ARGS__); break;  case 4: F(4, __VA_ARGS__); break;                         \
+    case 5: F(5, __VA_ARGS__); break;  case 6: F(6, __VA_ARGS__); break;                         \
+    case 7: F(7, __VA_ARGS__); break;  case 8: F(8, __VA_ARGS__); break;                         \
+    case 9: F(9, __VA_ARGS__); break;  case 10: F(10, __VA_ARGS__); break;                       \
+    case 11: F(11, __VA_ARGS__); break; case 12: F(12, __VA_ARGS__); break;                      \
+    case 13: F(13, __VA_ARGS__); break; default: F(14, __VA_ARGS__); break;                      \
+    }
+
+MM_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
+    const mm_ctx *c = (const mm_ctx *)vctx;
+    const int64_t ni = task / c->m_chunks, mi = task % c->m_chunks;
+    const int64_t n0 = ni * NC;
+    const int64_t ncols = c->N - n0 < NC ? c->N - n0 : NC;
+    const int nsub = (int)((ncols + NR - 1) / NR);
+    const size_t sub_elems = (size_t)c->KP * NR;   // floats or dwords, both 4 bytes
+    uint32_t *panel = (uint32_t *)mm_scratch(1, (size_t)nsub * sub_elems * 4);
+    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
+    for (int s = 0; s < nsub; s++) mm_pack_panel(c, n0 + s * NR, panel + s * sub_elems, tmp);
+
+    const int64_t mb0 = mi * c->mb_per_chunk;
+    const int64_t mb1 = mb0 + c->mb_per_chunk < c->mblocks ? mb0 + c->mb_per_chunk : c->mblocks;
+    for (int64_t mb = mb0; mb < mb1; mb++) {
+        const int64_t m0 = mb * MR;
+        const int rows = (int)(c->M - m0 < MR ? c->M - m0 : MR);
+        const int mrc = rows;
+        const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->KP * MR;
+        for (int s = 0; s < nsub; s++) {
+            const int64_t cn0 = n0 + s * NR;
+            const int64_t cols = c->N - cn0 < NR ? c->N - cn0 : NR;
+            const __mmask16 k0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+            const __mmask16 k1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+            float *y = c->Y + m0 * c->ldy + cn0;
+            const uint32_t *pan = panel + s * sub_elems;
+            if (!c->bf16) {
+#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)pan, c->KP, y, c->ldy, rows, k0, k1, c->accumulate)
+                MM_UKR_CASES(F32CALL, 0)
+            } else {
+#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, c->KP, y, c->ldy, rows, k0, k1, c->accumulate)
+                MM_UKR_CASES(BF16CALL, 0)
+            }
+        }
+    }
+}
+
+// ---- small-M "dot" path ----
+typedef struct {
+    int bf16;
+    const uint8_t *W; uint32_t wtype; int64_t wrb;
+    float *Y; int64_t ldy;
+    int64_t M, N, K, KD;
+    const void *xs;      // [M][KD] floats, or [M][KD/2] bf16-pair dwords; zero tail
+    int accumulate;
+    int64_t rows_per_task;
+} mm_dot_ctx;
+
+MM_AVX512 MM_INLINE void mm_dot_rows(const int R, const mm_dot_ctx *c, const void *wrow, int64_t m0,
+                                    int64_t n) {
+    __m512 a0[4], a1[4];
+    for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    if (!c->bf16) {
+        const float *w = (const float *)wrow;
+        const float *x = (const float *)c->xs + m0 * c->KD;
+        for (int64_t k = 0; k < c->KD; k += 32) {
+            const __m512 w0 = _mm512_load_ps(w + k), w1 = _mm512_load_ps(w + k + 16);
+            for (int r = 0; r < R; r++) {
+                a0[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k), w0, a0[r]);
+                a1[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k + 16), w1, a1[r]);
+            }
+        }
+    } else {
+        const uint32_t *w = (const uint32_t *)wrow;
+        const int64_t KW = c->KD / 2;
+        const uint32_t *x = (const uint32_t *)c->xs + m0 * KW;
+        for (int64_t k = 0; k < KW; k += 32) {
+            const __m512bh w0 = (__m512bh)_mm512_load_si512(w + k);
+            const __m512bh w1 = (__m512bh)_mm512_load_si512(w + k + 16);
+            for (int r = 0; r < R; r++) {
+                a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_load_si512(x + r * KW + k), w0);
+                a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)_mm512_load_si512(x + r * KW + k + 16), w1);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const float d = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+        float *y = c->Y + (m0 + r) * c->ldy + n;
+        *y = c->accumulate ? *y + d : d;
+    }
+}
+
+MM_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
+    const mm_dot_ctx *c = (const mm_dot_ctx *)vctx;
+    const int64_t n0 = task * c->rows_per_task;
+    const int64_t n1 = n0 + c->rows_per_task < c->N ? n0 + c->rows_per_task : c->N;
+    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 64) * sizeof(float));
+    uint32_t *wb = (uint32_t *)mm_scratch(1, (size_t)(c->KD + 64) * 2);
+    memset(tmp + c->K, 0, (size_t)(c->KD - c->K) * sizeof(float));
+    for (int64_t n = n0; n < n1; n++) {
+        mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
+        const void *wrow = tmp;
+        if (c->bf16) {
+            for (int64_t k = 0; k < c->KD; k += 32) _mm512_store_si512(wb + k / 2, mm_pairs_bf16(tmp + k));
+            wrow = wb;
+        }
+        int64_t m = 0;
+        for (; m + 4 <= c->M; m += 4) mm_dot_rows(4, c, wrow, m, n);
+        switch (c->M - m) {
+        case 3: mm_dot_rows(3, c, wrow, m, n); break;
+        case 2: mm_dot_rows(2, c, wrow, m, n); break;
+        case 1: mm_dot_rows(1, c, wrow, m, n); break;
+        default: break;
+        }
+    }
+}
+
+MM_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
+    const int threads = prge_pool_threads(pool);
+    const int bf16 = j->mode == PRGE_MM_BF16;
+    const int64_t KD = (j->K + 63) & ~(int64_t)63;   // the dot path steps 32 floats / 64 bf16
+    if (j->M <= MM_SMALL_M) {
+        const int64_t KW = bf16 ? KD / 2 : KD;
+        uint32_t *xs = (uint32_t *)mm_scratch(0, (size_t)(j->M * KW + 16) * 4);
+        float *row = (float *)mm_scratch(2, (size_t)(KD + 64) * sizeof(float));
+        for (int64_t m = 0; m < j->M; m++) {
+            memcpy(row, j->X + m * j->ldx, (size_t)j->K * sizeof(float));
+            memset(row + j->K, 0, (size_t)(KD - j->K) * sizeof(float));
+            if (!bf16) memcpy(xs + m * KW, row, (size_t)KD * sizeof(float));
+            else
+                for (int64_t k = 0; k < KD; k += 32) _mm512_storeu_si512(xs + m * KW + k / 2, mm_pairs_bf16(row + k));
+        }
+        mm_dot_ctx c = {bf16, j->W, j->wtype, j->wrb, j->Y, j->ldy, j->M, j->N, j->K, KD, xs,
+                        j->accumulate, 16};
+        // ~8 tasks per thread at least, rows per task a multiple of 4 in [4, 64].
+        int64_t rpt = j->N / (8 * threads);
+        rpt = rpt < 4 ? 4 : rpt > 64 ? 64 : rpt;
+        c.rows_per_task = rpt;
+        prge_pool_run(pool, mm_dot_task, &c, (j->N + rpt - 1) / rpt);
+        return;
+    }
+    mm_ctx c;
+    memset(&c, 0, sizeof c);
+    c.bf16 = bf16;
+    c.X = j->X; c.ldx = j->ldx; c.W = j->W; c.wtype = j->wtype; c.wrb = j->wrb;
+    c.Y = j->Y; c.ldy = j->ldy; c.M = j->M; c.N = j->N; c.K = j->K; c.accumulate = j->accumulate;
+    c.KP = bf16 ? (j->K + 1) / 2 : j->K;
+    c.KD = KD;
+    c.mblocks = (j->M + MR - 1) / MR;
+    c.xp = mm_scratch(0, (size_t)(c.mblocks * c.KP * MR) * 4);
+    c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
+    prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
+    c.n_tiles = (j->N + NC - 1) / NC;
+    // Split M as well when there are few column tiles; keep >= 8 blocks (112 rows) per chunk so
+    // the panel packing stays amortized.
+#ifdef MM_TUNE
+    int64_t want = getenv("MM_WANT") ? atoi(getenv("MM_WANT")) : 6 * threads;
+#else
+    int64_t want = 6 * threads;
+#endif
+    int64_t m_chunks = c.n_tiles >= want ? 1 : (want + c.n_tiles - 1) / c.n_tiles;
+    int64_t max_chunks = c.mblocks / 8 > 0 ? c.mblocks / 8 : 1;
+    if (m_chunks > max_chunks) m_chunks = max_chunks;
+    c.mb_per_chunk = (c.mblocks + m_chunks - 1) / m_chunks;
+    c.m_chunks = (c.mblocks + c.mb_per_chunk - 1) / c.mb_per_chunk;
+    prge_pool_run(pool, mm_panel_task, &c, c.n_tiles * c.m_chunks);
+}
+#endif  // MM_X86
+
+static int mm_cpu_path(void) {
+    static int path = -1;   // benign race: every thread computes the same value
+    if (path < 0) {
+        int p = 0;
+#if MM_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("fma") &&
+            __builtin_cpu_supports("f16c"))
+            p = 1;
+#endif
+        const char *e = getenv("PRGE_MM_PATH");
+        if (e && strcmp(e, "generic") == 0) p = 0;
+        path = p;
+    }
+    return path;
+}
+
+const char *prge_matmul_path(void) { return mm_cpu_path() == 1 ? "avx512-bf16" : "generic"; }
+
+void prge_matmul(prge_pool *pool, int mode,
+                 const float *X, int64_t ldx,
+                 const void *W, uint32_t wtype, int64_t w_row_bytes,
+                 float *Y, int64_t ldy,
+                 int64_t M, int64_t N, int64_t K, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t m = 0; m < M; m++) memset(Y + m * ldy, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    const int force_generic = (mode & PRGE_MM_GENERIC) != 0;
+    mm_job j = {mode & 0xff, X, ldx, (const uint8_t *)W, wtype, w_row_bytes, Y, ldy, M, N, K, accumulate};
+#if MM_X86
+    if (!force_generic && mm_cpu_path() == 1) { mm_avx512(pool, &j); return; }
+#endif
+    (void)force_generic;
+    mm_generic(pool, &j);
+}
+
+// =============================================================================================
+// Peak micro-benchmarks (prge bench prints matmul GFLOP/s as a fraction of these).
+// =============================================================================================
+typedef struct {
+    int threads;
+    int bf16;
+    int64_t iters;
+    _Atomic int arrived;
+    double sink;
+} mm_peak_ctx;
+
+#if MM_X86
+MM_AVX512 static double mm_peak_loop_avx512(int bf16, int64_t iters) {
+    __m512 a[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+    const __m512 b = _mm512_set1_ps(0.999f), cc = _mm512_set1_ps(1e-6f);
+    const __m512bh hb = (__m512bh)_mm512_set1_epi32(0x3f803f80), hc = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+    if (!bf16) {
+        for (int64_t it = 0; it < iters; it++)
+            for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], b, cc);
+    } else {
+        for (int64_t it = 0; it < iters; it++)
+            for (int i = 0; i < 16; i++) a[i] = _mm512_dpbf16_ps(a[i], hb, hc);
+    }
+    __m512 s = a[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+#endif
+
+static double mm_peak_loop_generic(int64_t iters) {
+    float a[16][8];
+    for (int i = 0; i < 16; i++)
+        for (int l = 0; l < 8; l++) a[i][l] = (float)(i + l) * 1e-3f;
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++)
+            for (int l = 0; l < 8; l++) a[i][l] = a[i][l] * 0.999f + 1e-6f;
+    double s = 0;
+    for (int i = 0; i < 16; i++)
+        for (int l = 0; l < 8; l++) s += a[i][l];
+    return s;
+}
+
+static void mm_peak_task(void *vctx, int64_t task) {
+    mm_peak_ctx *c = (mm_peak_ctx *)vctx;
+    (void)task;
+    // Barrier: one task per thread (a thread takes a new task only after finishing one).
+    atomic_fetch_add(&c->arrived, 1);
+    while (atomic_load(&c->arrived) < c->threads) { }
+    double r;
+#if MM_X86
+    if (mm_cpu_path() == 1) r = mm_peak_loop_avx512(c->bf16, c->iters);
+    else
+#endif
+        r = mm_peak_loop_generic(c->iters);
+    c->sink += r;   // racy on purpose-less value; only keeps the loop alive
+}
+
+static double mm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double mm_peak(int threads, int bf16) {
+    if (threads < 1) threads = 1;
+    if (bf16 && mm_cpu_path() != 1) return 0.0;
+    prge_pool *pool = prge_pool_create(threads);
+    if (!pool) return 0.0;
+    const int64_t iters = 2000000;   // 16 zmm ops per iteration: ~32M ops per thread
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        mm_peak_ctx c = {threads, bf16, iters, 0, 0.0};
+        const double t0 = mm_now();
+        prge_pool_run(pool, mm_peak_task, &c, threads);
+        const double dt = mm_now() - t0;
+        double flops_per_iter;
+        if (mm_cpu_path() == 1) flops_per_iter = bf16 ? 16.0 * 16 * 4 : 16.0 * 16 * 2;
+        else flops_per_iter = 16.0 * 8 * 2;
+        const double g = (double)threads * (double)iters * flops_per_iter / dt * 1e-9;
+        if (g > best) best = g;
+    }
+    prge_pool_free(pool);
+    return best;
+}
+
+double prge_bench_fma_peak_gflops(int threads) { return mm_peak(threads, 0); }
+double prge_bench_bf16_peak_gflops(int threads) { return mm_peak(threads, 1); }
