@@ -130,6 +130,172 @@ prge_status prge_tokenize(const prge_model *model, const char *text, size_t text
 prge_status prge_detokenize(const prge_model *model, const int32_t *tokens, size_t n_tokens,
                             char *buf, size_t buf_size, size_t *len_out);
 
+
+/* ---- Adapters ---------------------------------------------------------------------------- */
+
+/* A LoRA-FA adapter for one model: per adapted projection W (d_out x d_in) a frozen random
+ * A (r x d_in) and a trained B (d_out x r); inference computes W x + (alpha/r) B A x.
+ * Saved and loaded as GGUF in llama.cpp's LoRA adapter layout. */
+typedef struct prge_adapter prge_adapter;
+
+/* Creates a fresh adapter for `model` (B = 0, A from the seed). `json_options` (NULL or "" for
+ * the defaults) is a JSON object with any of:
+ *   {"rank": 16, "alpha": 32, "targets": ["q","k","v","o","gate","up","down"],
+ *    "layers": [int, ...] (default, or null: all), "seed": 0}
+ * Targets may also be given by their GGUF names ("attn_q", ..., "ffn_down"). Malformed JSON,
+ * unknown keys and wrong types give PRGE_ERR_FORMAT, a layer the model lacks
+ * PRGE_ERR_INVALID_ARGUMENT; messages name the JSON path ("json_options: $.rank: ...").
+ * On success *out owns a new handle (free with prge_adapter_free). The adapter keeps what it
+ * needs of the model alive, so the two may be freed in any order. */
+prge_status prge_adapter_create(const prge_model *model, const char *json_options,
+                                prge_adapter **out);
+
+/* Loads an adapter GGUF (prge's own, or one made by llama.cpp's converter / PEFT) and checks
+ * it fits `model`. On success *out owns a new handle. */
+prge_status prge_adapter_load(const prge_model *model, const char *path, prge_adapter **out);
+
+/* Writes the adapter atomically (temp file, fsync, rename, fsync of the directory): a crash
+ * leaves either the old file or the new one. */
+prge_status prge_adapter_save(const prge_adapter *adapter, const char *path);
+
+/* Number of trained parameters (elements of all B matrices). */
+prge_status prge_adapter_n_params(const prge_adapter *adapter, size_t *out);
+
+/* Releases an adapter handle (NULL is a no-op). A trainer that uses it keeps its own copy. */
+prge_status prge_adapter_free(prge_adapter *adapter);
+
+/* ---- Forward ----------------------------------------------------------------------------- */
+
+/* One sequence of a batch: `n_tokens` ids, each in [0, n_vocab), at positions 0..n_tokens-1. */
+typedef struct prge_seq {
+    const int32_t *tokens;
+    size_t n_tokens;
+} prge_seq;
+
+/* A position whose logits are wanted: token `pos` of sequence `seq`. */
+typedef struct prge_seq_pos {
+    size_t seq;
+    size_t pos;
+} prge_seq_pos;
+
+/* Sequences of different lengths run together (no padding work); logits are computed only at
+ * the listed outputs. All arrays are caller-owned and read during the call only. */
+typedef struct prge_batch {
+    const prge_seq *seqs;
+    size_t n_seqs;
+    const prge_seq_pos *outputs;
+    size_t n_outputs;
+} prge_batch;
+
+/* Runs one forward pass over `batch`, with `adapter` applied (NULL: the base model), and
+ * writes for each output in order its n_vocab logits into the caller's `logits` (row-major,
+ * n_outputs x n_vocab floats; `logits_cap` is its room in floats). Too small:
+ * PRGE_ERR_BUFFER_TOO_SMALL and nothing written. At least one sequence and one output are
+ * needed, each sequence 1..n_ctx_train tokens. A batch whose scratch memory would exceed half
+ * the machine's physical memory gives PRGE_ERR_OUT_OF_MEMORY before anything is allocated.
+ * Calls on the same model (forward, generate, classify) run one at a time. */
+prge_status prge_forward(prge_model *model, const prge_adapter *adapter,
+                         const prge_batch *batch, float *logits, size_t logits_cap);
+
+/* ---- Generation and classification -------------------------------------------------------- */
+
+/* Greedy generation (KV cache): continues `prompt` (UTF-8, NUL-terminated, tokenized with BOS
+ * as the model's metadata says and without special-token parsing) by at most `n_predict` (>= 0)
+ * tokens, stopping early at EOS or an end-of-turn token, or at the end of the context. The
+ * generated text only (not the prompt) is a text output as described above; control tokens add
+ * no text, and a character cut off by n_predict becomes U+FFFD. A length query (buf = NULL)
+ * runs the generation too. adapter may be NULL. */
+prge_status prge_generate(prge_model *model, const prge_adapter *adapter, const char *prompt,
+                          int32_t n_predict, char *buf, size_t buf_size, size_t *len_out);
+
+/* Scores `n_labels` (>= 1) label words (UTF-8, NUL-terminated, each must be one token when
+ * tokenized alone without BOS, e.g. " great") as continuations of `prompt` (tokenized as in
+ * prge_generate): writes their log-probabilities (full-vocabulary log-softmax at the last
+ * prompt position) into the caller's `scores` (n_labels floats) and the index of the best one
+ * into *best (may be NULL; the first on ties). One forward pass. adapter may be NULL. */
+prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const char *prompt,
+                          const char *const *labels, size_t n_labels, float *scores,
+                          size_t *best);
+
+/* ---- Training (P-RGE) -------------------------------------------------------------------- */
+
+/* A trainer owns a copy of an adapter and fine-tunes its B matrices by zeroth-order steps.
+ * It is configured by JSON (all keys optional; unknown keys are errors):
+ *   {"task": "sst2" | {"template": "{sentence} It was", "labels": [" terrible", " great"],
+ *                      "text_fields": ["sentence"], "label_field": "label"} | "prompt_response",
+ *    "estimator": "prge" | "rge" | "mezo",   "q": 4, "batch": 4, "eps": 1e-2, "lr": ...,
+ *    "schedule": "constant" | "linear" | "cosine", "loss": "full" | "candidates",
+ *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
+ *    "numeric_mode": "fp32" | "bf16", "threads": N, "adapter": {adapter options},
+ *    "checkpoint": "path.gguf", "log": "path.jsonl"}
+ * Defaults are the library's recipe (docs/RECIPE.md). */
+typedef struct prge_trainer prge_trainer;
+
+/* Creates a trainer for `model`. `adapter` (may be NULL: a fresh one from the config's
+ * "adapter" options) is copied, so the caller may free it. *out owns a new handle. */
+prge_status prge_trainer_create(prge_model *model, const prge_adapter *adapter,
+                                const char *json_config, prge_trainer **out);
+
+prge_status prge_trainer_free(prge_trainer *trainer);
+
+/* One user example. For classification tasks `text` is a JSON object with the task's fields
+ * (e.g. {"sentence": "...", "label": 1}); for "prompt_response" {"prompt": ..., "response": ...}.
+ * Equivalent to one line of the task's JSONL. */
+
+/* Appends examples to the training set (split = 0) or the dev set (split = 1) from JSONL text
+ * (`len` bytes, one JSON object per line). All or nothing: a malformed line is an error naming
+ * its line number and nothing is added. *n_added (may be NULL) receives the count. */
+enum { PRGE_SPLIT_TRAIN = 0, PRGE_SPLIT_DEV = 1 };
+prge_status prge_trainer_add_jsonl(prge_trainer *trainer, int32_t split, const char *jsonl,
+                                   size_t len, size_t *n_added);
+
+/* The P-RGE step itself, on the given examples (JSONL text as above, not added to any set):
+ * builds the 2q perturbed copies, runs ONE forward over all of them, updates B.
+ * Writes the 2q losses (L+_1..L+_q, L-_1..L-_q) into `losses` (room for `losses_cap`
+ * floats; pass NULL, 0 to skip) and the number written to *n_losses (may be NULL). */
+prge_status prge_trainer_step(prge_trainer *trainer, const char *jsonl, size_t len,
+                              float *losses, size_t losses_cap, size_t *n_losses);
+
+/* Progress of a training run, passed to the callback after every step. */
+typedef struct prge_progress {
+    uint64_t step;           /* steps done so far (all runs of this trainer)           */
+    uint64_t total_steps;    /* planned total, 0 if bounded by time only               */
+    double elapsed_s;        /* seconds since this run started                         */
+    double eta_s;            /* estimated seconds left, < 0 if unknown                 */
+    float train_loss;        /* mean of the step's 2q losses                           */
+    int32_t evaluated;       /* 1 if a dev evaluation ran after this step              */
+    float dev_loss;          /* valid when evaluated                                   */
+    float dev_accuracy;      /* valid when evaluated (classification; NaN otherwise)   */
+    float best_dev_accuracy; /* best so far (NaN before the first evaluation)          */
+} prge_progress;
+
+/* Called after each step; return non-zero to stop the run (the run then returns
+ * PRGE_ERR_CANCELLED after finishing that step). */
+typedef int (*prge_progress_fn)(const prge_progress *progress, void *user_data);
+
+/* Trains on the training set until `max_steps` more steps (0: no step limit) or
+ * `max_seconds` (0: no time limit) — at least one must be set — evaluating on the dev set as
+ * the config says and keeping the best adapter. `callback` may be NULL. */
+prge_status prge_trainer_train(prge_trainer *trainer, uint64_t max_steps, double max_seconds,
+                               prge_progress_fn callback, void *user_data);
+
+/* Evaluates the current adapter on the dev set (split = 1) or the training set (split = 0). */
+prge_status prge_trainer_evaluate(prge_trainer *trainer, int32_t split, float *accuracy,
+                                  float *loss, size_t *n);
+
+/* Copies the trainer's current adapter (which = 0) or the best one by dev accuracy
+ * (which = 1; the current one if no evaluation ran) into a new adapter handle *out. */
+enum { PRGE_ADAPTER_CURRENT = 0, PRGE_ADAPTER_BEST = 1 };
+prge_status prge_trainer_get_adapter(prge_trainer *trainer, int32_t which, prge_adapter **out);
+
+/* Checkpoint (adapter + step + best adapter + config, atomically written) and resume: a
+ * trainer resumed from a checkpoint continues bit-for-bit as if it had not stopped. */
+prge_status prge_trainer_save_checkpoint(prge_trainer *trainer, const char *path);
+prge_status prge_trainer_load_checkpoint(prge_trainer *trainer, const char *path);
+
+/* Steps done so far. */
+prge_status prge_trainer_n_steps(const prge_trainer *trainer, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif

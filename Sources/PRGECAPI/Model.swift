@@ -4,16 +4,37 @@ import PRGE
 import Glibc
 #endif
 
-/// What a prge_model handle refers to: the engine's model plus the caller's run settings.
+/// What a prge_model handle refers to: the engine's model plus the caller's run settings, and
+/// the one Context (thread pool + scratch) that runs this handle's forwards. A Context serves one
+/// caller at a time, so every use goes through `withContext`, which holds the handle's mutex:
+/// prge_forward / classify / generate calls on one model run one after another.
 final class ModelHandle {
     let model: Model
     let threads: Int
     let mode: NumericMode
+    private let context: Context
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
 
-    init(model: Model, threads: Int, mode: NumericMode) {
+    init(model: Model, threads: Int, mode: NumericMode) throws {
         self.model = model
         self.threads = threads
         self.mode = mode
+        context = try Context(model: model, threads: threads, mode: mode)
+        lock = .allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    /// Runs `body` with this handle's Context, alone.
+    @discardableResult
+    func withContext<R>(_ body: (Context) throws -> R) rethrows -> R {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return try body(context)
     }
 }
 
@@ -32,7 +53,7 @@ private func numericMode(_ m: Int32) -> NumericMode? {
     }
 }
 
-private func model(_ h: OpaquePointer?) throws -> ModelHandle {
+func model(_ h: OpaquePointer?) throws -> ModelHandle {
     try registry.get(h, .model, as: ModelHandle.self)
 }
 
@@ -62,7 +83,7 @@ public func prge_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPo
             if n > 0 { threads = Int(n) }
             mode = nm
         }
-        let h = ModelHandle(model: try Model(path: path), threads: threads, mode: mode)
+        let h = try ModelHandle(model: try Model(path: path), threads: threads, mode: mode)
         out.pointee = registry.insert(h, .model)
     }
 }

@@ -11,6 +11,8 @@ import Glibc
 /// The C type each kind of handle has in prge.h (named in error messages).
 enum HandleKind: String {
     case model = "prge_model"
+    case adapter = "prge_adapter"
+    case trainer = "prge_trainer"
 }
 
 final class Registry: @unchecked Sendable {

@@ -181,7 +181,7 @@ static void mm_generic(prge_pool *pool, const mm_job *j) {
 #define MM_INLINE static inline __attribute__((always_inline))
 
 #ifndef MM_TUNE
-enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 8 };
+enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 24 };
 #else   // benchmarks/kernels: -DMM_TUNE -DMM_MR=.. -DMM_NC=.. -DMM_SMALLM=..
 enum { MR = MM_MR, NR = 32, NC = MM_NC, MM_SMALL_M = MM_SMALLM };
 #endif
@@ -297,31 +297,56 @@ MM_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
 }
 
 // ---- W panel packing: columns [n0, n0+32) -> k-major panel (zero for columns >= N) ----
-MM_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, void *panel, float *tmp) {
-    for (int j = 0; j < NR; j++) {
-        const int64_t n = n0 + j;
-        if (!c->bf16) {
-            float *pp = (float *)panel + j;
-            if (n < c->N) {
-                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
-                for (int64_t k = 0; k < c->K; k++) pp[k * NR] = tmp[k];
+// In-register 16x16 transpose of 32-bit elements: r[i] holds row i; afterwards r[k] holds column k.
+MM_AVX512 MM_INLINE void mm_tr16(__m512 *r) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+
+// tmp: scratch of 16 rows x RS 32-bit elements, RS = KP rounded up to 16 (+ conversion slack).
+MM_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *panel, float *tmp) {
+    const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
+    const int64_t FS = c->KD + 32;   // floats per decode row (>= 2*RS for bf16)
+    float *dec = tmp + 16 * RS;      // one decoded fp32 row (bf16 mode)
+    for (int h = 0; h < NR; h += 16) {
+        for (int r = 0; r < 16; r++) {
+            const int64_t n = n0 + h + r;
+            uint32_t *row = (uint32_t *)tmp + r * RS;
+            if (n >= c->N) { memset(row, 0, (size_t)RS * 4); continue; }
+            if (!c->bf16) {
+                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, (float *)row, c->K);
+                memset(row + c->K, 0, (size_t)(RS - c->K) * 4);
             } else {
-                for (int64_t k = 0; k < c->K; k++) pp[k * NR] = 0.0f;
+                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, dec, c->K);
+                memset(dec + c->K, 0, (size_t)(FS - c->K) * 4);
+                for (int64_t p0 = 0; p0 < RS; p0 += 16) _mm512_storeu_si512(row + p0, mm_pairs_bf16(dec + 2 * p0));
             }
-        } else {
-            uint32_t *pp = (uint32_t *)panel + j;
-            if (n < c->N) {
-                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
-                memset(tmp + c->K, 0, (size_t)(c->KD + 32 - c->K) * sizeof(float));
-                for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
-                    uint32_t pr[16];
-                    _mm512_storeu_si512(pr, mm_pairs_bf16(tmp + 2 * p0));
-                    const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
-                    for (int64_t t = 0; t < np; t++) pp[(p0 + t) * NR] = pr[t];
-                }
-            } else {
-                for (int64_t p = 0; p < c->KP; p++) pp[p * NR] = 0;
-            }
+        }
+        for (int64_t k0 = 0; k0 < c->KP; k0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(tmp + i * RS + k0);
+            mm_tr16(r);
+            const int64_t nk = c->KP - k0 < 16 ? c->KP - k0 : 16;
+            for (int i = 0; i < nk; i++) _mm512_store_ps((float *)panel + (k0 + i) * NR + h, r[i]);
         }
     }
 }
@@ -394,7 +419,8 @@ MM_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     const int nsub = (int)((ncols + NR - 1) / NR);
     const size_t sub_elems = (size_t)c->KP * NR;   // floats or dwords, both 4 bytes
     uint32_t *panel = (uint32_t *)mm_scratch(1, (size_t)nsub * sub_elems * 4);
-    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
+    const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
+    float *tmp = (float *)mm_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
     for (int s = 0; s < nsub; s++) mm_pack_panel(c, n0 + s * NR, panel + s * sub_elems, tmp);
 
     const int64_t mb0 = mi * c->mb_per_chunk;

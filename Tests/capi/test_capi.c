@@ -12,6 +12,7 @@
 #include "prge.h"
 
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,26 @@
 static_assert(sizeof(prge_model_params) == 8, "prge_model_params layout");
 static_assert(offsetof(prge_model_params, n_threads) == 0, "prge_model_params layout");
 static_assert(offsetof(prge_model_params, numeric_mode) == 4, "prge_model_params layout");
+/* prge_batch, prge_seq, prge_seq_pos: every field one machine word, read as such. */
+static_assert(sizeof(size_t) == sizeof(void *), "word-sized fields");
+static_assert(sizeof(prge_seq) == 2 * sizeof(size_t), "prge_seq layout");
+static_assert(offsetof(prge_seq, n_tokens) == sizeof(size_t), "prge_seq layout");
+static_assert(sizeof(prge_seq_pos) == 2 * sizeof(size_t), "prge_seq_pos layout");
+static_assert(offsetof(prge_seq_pos, pos) == sizeof(size_t), "prge_seq_pos layout");
+static_assert(sizeof(prge_batch) == 4 * sizeof(size_t), "prge_batch layout");
+static_assert(offsetof(prge_batch, n_seqs) == 1 * sizeof(size_t), "prge_batch layout");
+static_assert(offsetof(prge_batch, outputs) == 2 * sizeof(size_t), "prge_batch layout");
+static_assert(offsetof(prge_batch, n_outputs) == 3 * sizeof(size_t), "prge_batch layout");
+/* prge_progress as the trainer writes it. */
+static_assert(offsetof(prge_progress, total_steps) == 8, "prge_progress layout");
+static_assert(offsetof(prge_progress, elapsed_s) == 16, "prge_progress layout");
+static_assert(offsetof(prge_progress, eta_s) == 24, "prge_progress layout");
+static_assert(offsetof(prge_progress, train_loss) == 32, "prge_progress layout");
+static_assert(offsetof(prge_progress, evaluated) == 36, "prge_progress layout");
+static_assert(offsetof(prge_progress, dev_loss) == 40, "prge_progress layout");
+static_assert(offsetof(prge_progress, dev_accuracy) == 44, "prge_progress layout");
+static_assert(offsetof(prge_progress, best_dev_accuracy) == 48, "prge_progress layout");
+static_assert(sizeof(prge_progress) == 56, "prge_progress layout");
 
 static int passed, failed;
 
@@ -275,6 +296,29 @@ static void test_bad_handle(prge_model *h, const char *needle) {
                PRGE_ERR_INVALID_ARGUMENT, needle);
     EXPECT_ERR(prge_tokenize(h, "a", 1, 0, 0, ids, 4, &v), PRGE_ERR_INVALID_ARGUMENT, needle);
     EXPECT_ERR(prge_detokenize(h, one, 1, buf, sizeof buf, &v), PRGE_ERR_INVALID_ARGUMENT, needle);
+
+    prge_seq s;
+    s.tokens = one;
+    s.n_tokens = 1;
+    prge_seq_pos o;
+    o.seq = 0;
+    o.pos = 0;
+    prge_batch b;
+    b.seqs = &s;
+    b.n_seqs = 1;
+    b.outputs = &o;
+    b.n_outputs = 1;
+    float logit;
+    EXPECT_ERR(prge_forward(h, NULL, &b, &logit, 1), PRGE_ERR_INVALID_ARGUMENT, needle);
+    static const char *const labels[] = {" great"};
+    float score;
+    EXPECT_ERR(prge_classify(h, NULL, "a", labels, 1, &score, NULL), PRGE_ERR_INVALID_ARGUMENT, needle);
+    EXPECT_ERR(prge_generate(h, NULL, "a", 1, buf, sizeof buf, &v), PRGE_ERR_INVALID_ARGUMENT, needle);
+    prge_adapter *a = NULL;
+    EXPECT_ERR(prge_adapter_create(h, NULL, &a), PRGE_ERR_INVALID_ARGUMENT, needle);
+    EXPECT_ERR(prge_adapter_load(h, "/tmp/none.gguf", &a), PRGE_ERR_INVALID_ARGUMENT, needle);
+    prge_trainer *t = NULL;
+    EXPECT_ERR(prge_trainer_create(h, NULL, NULL, &t), PRGE_ERR_INVALID_ARGUMENT, needle);
 }
 
 /* Threads share one model; each one's errors stay its own. */
@@ -314,6 +358,534 @@ static void test_threads(prge_model *m) {
     }
 }
 
+/* ---- Forward, adapters, classification, generation ------------------------------------ */
+
+#define N_VOCAB 49152
+
+/* llama.cpp on the dequantized-f32 weights (shared/reference, logits_dequantized_f32). */
+static const int32_t france[] = {504, 3575, 282, 4649, 314};         /* The capital of France is */
+static const int32_t once[] = {6403, 1980, 253, 655, 28, 665, 436, 253}; /* Once upon a time, there was a */
+static const struct { int32_t id; float logit; } france_top10[] = {
+    {7042, 17.371262f}, {260, 14.888594f}, {4528, 13.244979f}, {2250, 13.009474f},
+    {1315, 12.951521f}, {5145, 12.904945f}, {216, 12.713305f},  {441, 12.697849f},
+    {3692, 12.583708f}, {3575, 12.122289f}};
+/* logsoftmax + logsumexp (17.629344) of label-like tokens at the last position */
+static const struct { int32_t id; float logsoftmax; } france_lsm[] = {
+    {1109, -13.938027f}, {13321, -14.647035f}, {1123, -15.917867f}, {3309, -14.202481f},
+    {253, -5.52793f},    {2, -25.57379f}};
+static const float france_lse = 17.629344f;
+/* top-1 at every position of the prompt */
+static const struct { int32_t id; float logit; } france_pos[] = {
+    {29, 27.353373f}, {282, 22.056046f}, {260, 12.942572f}, {314, 23.772081f}, {7042, 17.371262f}};
+static const struct { int32_t id; float logit; } once_top5[] = {
+    {1165, 13.147539f}, {3102, 12.982778f}, {4166, 12.73192f}, {1805, 12.673778f}, {655, 12.495575f}};
+
+#define REF_TOL 2e-3f
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+        if (!(d <= m)) m = d; /* NaN sticks */
+    }
+    return m;
+}
+
+static int32_t argmax(const float *x, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+/* Logits of "The capital of France is" at its last position (one forward). */
+static int last_logits(prge_model *m, const prge_adapter *a, float *out) {
+    prge_seq s;
+    s.tokens = france;
+    s.n_tokens = 5;
+    prge_seq_pos o;
+    o.seq = 0;
+    o.pos = 4;
+    prge_batch b;
+    b.seqs = &s;
+    b.n_seqs = 1;
+    b.outputs = &o;
+    b.n_outputs = 1;
+    return prge_forward(m, a, &b, out, N_VOCAB) == PRGE_OK;
+}
+
+static float *base_logits; /* [N_VOCAB]: base model, "The capital of France is", last position */
+
+static void test_forward(prge_model *m) {
+    /* Two ragged sequences in one forward: every position of the first, the last of the second. */
+    prge_seq seqs[2];
+    seqs[0].tokens = france;
+    seqs[0].n_tokens = 5;
+    seqs[1].tokens = once;
+    seqs[1].n_tokens = 8;
+    prge_seq_pos outs[6];
+    for (size_t i = 0; i < 5; i++) {
+        outs[i].seq = 0;
+        outs[i].pos = i;
+    }
+    outs[5].seq = 1;
+    outs[5].pos = 7;
+    prge_batch b;
+    b.seqs = seqs;
+    b.n_seqs = 2;
+    b.outputs = outs;
+    b.n_outputs = 6;
+    float *logits = (float *)malloc(sizeof(float) * 6 * N_VOCAB + 64);
+    EXPECT_OK(prge_forward(m, NULL, &b, logits, 6 * N_VOCAB));
+
+    const float *last = logits + 4 * N_VOCAB;
+    CHECK(argmax(last, N_VOCAB) == 7042, "top-1 of \"The capital of France is\" is %d, want 7042 ( Paris)",
+          argmax(last, N_VOCAB));
+    float worst = 0;
+    for (size_t i = 0; i < sizeof france_top10 / sizeof france_top10[0]; i++) {
+        float d = fabsf(last[france_top10[i].id] - france_top10[i].logit);
+        if (!(d <= worst)) worst = d;
+    }
+    for (size_t i = 0; i < sizeof france_lsm / sizeof france_lsm[0]; i++) {
+        float d = fabsf(last[france_lsm[i].id] - (france_lsm[i].logsoftmax + france_lse));
+        if (!(d <= worst)) worst = d;
+    }
+    for (size_t p = 0; p < 5; p++) {
+        const float *row = logits + p * N_VOCAB;
+        CHECK(argmax(row, N_VOCAB) == france_pos[p].id, "position %zu: top-1 %d, want %d", p,
+              argmax(row, N_VOCAB), france_pos[p].id);
+        float d = fabsf(row[france_pos[p].id] - france_pos[p].logit);
+        if (!(d <= worst)) worst = d;
+    }
+    const float *o = logits + 5 * N_VOCAB;
+    CHECK(argmax(o, N_VOCAB) == 1165, "second sequence: top-1 %d, want 1165", argmax(o, N_VOCAB));
+    for (size_t i = 0; i < 5; i++) {
+        float d = fabsf(o[once_top5[i].id] - once_top5[i].logit);
+        if (!(d <= worst)) worst = d;
+    }
+    CHECK(worst <= REF_TOL, "max |logit - llama.cpp f32| = %g > %g", worst, REF_TOL);
+    printf("forward: max |dlogit| vs llama.cpp (dequantized f32) over 26 checks = %.2e\n", worst);
+
+    base_logits = (float *)malloc(sizeof(float) * N_VOCAB);
+    memcpy(base_logits, last, sizeof(float) * N_VOCAB);
+
+    /* ---- misuse; every case leaves the caller's buffer untouched */
+    for (size_t i = 0; i < 6 * N_VOCAB; i++) logits[i] = -1234.0f;
+    EXPECT_ERR(prge_forward(m, NULL, &b, logits, 6 * N_VOCAB - 1), PRGE_ERR_BUFFER_TOO_SMALL,
+               "6 outputs");
+    CHECK(logits[0] == -1234.0f && logits[6 * N_VOCAB - 2] == -1234.0f,
+          "a too-small logits buffer must stay untouched");
+    EXPECT_ERR(prge_forward(m, NULL, &b, NULL, 0), PRGE_ERR_BUFFER_TOO_SMALL, "room for 0");
+    EXPECT_ERR(prge_forward(m, NULL, &b, NULL, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+    EXPECT_ERR(prge_forward(m, NULL, &b, (float *)((char *)logits + 2), 6 * N_VOCAB),
+               PRGE_ERR_INVALID_ARGUMENT, "aligned");
+    EXPECT_ERR(prge_forward(m, NULL, &b, logits, SIZE_MAX), PRGE_ERR_INVALID_ARGUMENT, "too large");
+    EXPECT_ERR(prge_forward(m, NULL, NULL, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "batch");
+    EXPECT_ERR(prge_forward(NULL, NULL, &b, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+
+    prge_batch bad = b;
+    bad.n_seqs = 0;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "n_seqs is 0");
+    bad = b;
+    bad.seqs = NULL;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "batch.seqs");
+    bad = b;
+    bad.n_outputs = 0;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "n_outputs is 0");
+    bad = b;
+    bad.outputs = NULL;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "batch.outputs");
+    bad = b;
+    bad.n_seqs = SIZE_MAX / 4;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "batch.seqs");
+    bad = b;
+    bad.seqs = (const prge_seq *)((const char *)seqs + 4);
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "aligned");
+
+    prge_seq_pos bad_outs[6];
+    memcpy(bad_outs, outs, sizeof outs);
+    bad = b;
+    bad.outputs = bad_outs;
+    bad_outs[5].seq = 2;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.outputs[5].seq = 2");
+    bad_outs[5].seq = 1;
+    bad_outs[5].pos = 8;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.outputs[5].pos = 8");
+    bad_outs[5].pos = SIZE_MAX;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.outputs[5].pos");
+
+    prge_seq bad_seqs[2];
+    memcpy(bad_seqs, seqs, sizeof seqs);
+    bad = b;
+    bad.seqs = bad_seqs;
+    static const int32_t oov[] = {504, N_VOCAB, 282};
+    static const int32_t negative[] = {504, -3};
+    bad_seqs[1].tokens = oov;
+    bad_seqs[1].n_tokens = 3;
+    bad_outs[5].pos = 2;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.seqs[1].tokens[1] = 49152");
+    bad_seqs[1].tokens = negative;
+    bad_seqs[1].n_tokens = 2;
+    bad_outs[5].pos = 1;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.seqs[1].tokens[1] = -3");
+    bad_seqs[1].n_tokens = 0;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.seqs[1].n_tokens is 0");
+    bad_seqs[1].tokens = NULL;
+    bad_seqs[1].n_tokens = 2;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT,
+               "batch.seqs[1].tokens");
+
+    /* Longer than the context (8192), and a batch far larger than memory: errors, no OOM kill. */
+    int32_t *zeros = (int32_t *)calloc(8193, sizeof(int32_t));
+    bad_seqs[1].tokens = zeros;
+    bad_seqs[1].n_tokens = 8193;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, 6 * N_VOCAB), PRGE_ERR_INVALID_ARGUMENT, "context");
+    enum { HUGE_SEQS = 200000 };
+    prge_seq *many = (prge_seq *)malloc(sizeof(prge_seq) * HUGE_SEQS);
+    for (size_t i = 0; i < HUGE_SEQS; i++) {
+        many[i].tokens = zeros;
+        many[i].n_tokens = 8192;
+    }
+    prge_seq_pos first;
+    first.seq = 0;
+    first.pos = 0;
+    bad.seqs = many;
+    bad.n_seqs = HUGE_SEQS;
+    bad.outputs = &first;
+    bad.n_outputs = 1;
+    EXPECT_ERR(prge_forward(m, NULL, &bad, logits, N_VOCAB), PRGE_ERR_OUT_OF_MEMORY, "MB");
+    free(many);
+    free(zeros);
+
+    /* Handles of the wrong type in either slot. */
+    EXPECT_ERR(prge_forward(m, (const prge_adapter *)m, &b, logits, 6 * N_VOCAB),
+               PRGE_ERR_INVALID_ARGUMENT, "not a prge_adapter");
+    EXPECT_ERR(prge_forward(m, (const prge_adapter *)(uintptr_t)0xbeef, &b, logits, 6 * N_VOCAB),
+               PRGE_ERR_INVALID_ARGUMENT, "not live");
+    CHECK(logits[0] == -1234.0f, "failed calls must not write logits");
+    free(logits);
+}
+
+/* ---- A foreign adapter file (llama.cpp's LoRA layout, no prge.* keys), written here --------
+ * rank 2 on blk.0.attn_q.weight (576 x 576), alpha 16, pseudo-random A and B. */
+static void put(FILE *f, const void *p, size_t n) { fwrite(p, 1, n, f); }
+static void put_u32(FILE *f, uint32_t v) { put(f, &v, 4); }
+static void put_u64(FILE *f, uint64_t v) { put(f, &v, 8); }
+static void put_str(FILE *f, const char *s) {
+    put_u64(f, strlen(s));
+    put(f, s, strlen(s));
+}
+static void put_kv_str(FILE *f, const char *k, const char *v) {
+    put_str(f, k);
+    put_u32(f, 8); /* GGUF_TYPE_STRING */
+    put_str(f, v);
+}
+
+static int write_foreign_adapter(const char *path) {
+    enum { R = 2, D = 576 };
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    put(f, "GGUF", 4);
+    put_u32(f, 3);
+    put_u64(f, 2); /* tensors */
+    put_u64(f, 4); /* metadata */
+    put_kv_str(f, "general.architecture", "llama");
+    put_kv_str(f, "general.type", "adapter");
+    put_kv_str(f, "adapter.type", "lora");
+    put_str(f, "adapter.lora.alpha");
+    put_u32(f, 6); /* GGUF_TYPE_FLOAT32 */
+    float alpha = 16;
+    put(f, &alpha, 4);
+    put_str(f, "blk.0.attn_q.weight.lora_a"); /* ne [d_in, r] */
+    put_u32(f, 2);
+    put_u64(f, D);
+    put_u64(f, R);
+    put_u32(f, 0); /* F32 */
+    put_u64(f, 0);
+    put_str(f, "blk.0.attn_q.weight.lora_b"); /* ne [r, d_out] */
+    put_u32(f, 2);
+    put_u64(f, R);
+    put_u64(f, D);
+    put_u32(f, 0);
+    put_u64(f, (uint64_t)R * D * 4); /* a multiple of 32 */
+    long pos = ftell(f);
+    while (pos % 32 != 0) {
+        fputc(0, f);
+        pos++;
+    }
+    uint32_t x = 12345;
+    for (int i = 0; i < 2 * R * D; i++) {
+        x = x * 1664525u + 1013904223u;
+        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * 0.2f;
+        put(f, &v, 4);
+    }
+    return fclose(f);
+}
+
+static void test_adapters(prge_model *m) {
+    float *logits = (float *)malloc(sizeof(float) * N_VOCAB);
+    float *again = (float *)malloc(sizeof(float) * N_VOCAB);
+    prge_adapter *a = NULL;
+    size_t n = 0;
+
+    /* Defaults: all 7 projections of all 30 layers, rank 16. */
+    EXPECT_OK(prge_adapter_create(m, NULL, &a));
+    EXPECT_OK(prge_adapter_n_params(a, &n));
+    CHECK(n == 30u * 16u * (576 + 192 + 192 + 576 + 1536 + 1536 + 576), "default n_params %zu", n);
+    /* B = 0: exactly the base model. */
+    CHECK(last_logits(m, a, logits), "forward with a fresh adapter");
+    CHECK(max_abs_diff(logits, base_logits, N_VOCAB) == 0.0f,
+          "a fresh adapter (B = 0) changed the logits by %g", max_abs_diff(logits, base_logits, N_VOCAB));
+    EXPECT_OK(prge_adapter_free(a));
+
+    EXPECT_OK(prge_adapter_create(m, "", &a));
+    EXPECT_OK(prge_adapter_free(a));
+    EXPECT_OK(prge_adapter_create(
+        m, "{\"rank\": 4, \"alpha\": 8, \"targets\": [\"q\", \"attn_v\"], \"layers\": [1, 0], \"seed\": 7}", &a));
+    EXPECT_OK(prge_adapter_n_params(a, &n));
+    CHECK(n == 2u * 4u * (576 + 192), "n_params %zu for rank 4, q+v, 2 layers", n);
+
+    /* create -> save -> load: same size, same logits. */
+    char dir[] = "/tmp/prge-capi-dir-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[128], foreign[128], resaved[128];
+    snprintf(path, sizeof path, "%s/fresh.gguf", dir);
+    snprintf(foreign, sizeof foreign, "%s/foreign.gguf", dir);
+    snprintf(resaved, sizeof resaved, "%s/resaved.gguf", dir);
+    EXPECT_OK(prge_adapter_save(a, path));
+    prge_adapter *b = NULL;
+    EXPECT_OK(prge_adapter_load(m, path, &b));
+    EXPECT_OK(prge_adapter_n_params(b, &n));
+    CHECK(n == 2u * 4u * (576 + 192), "reloaded n_params %zu", n);
+    CHECK(last_logits(m, b, logits), "forward with the reloaded adapter");
+    CHECK(max_abs_diff(logits, base_logits, N_VOCAB) == 0.0f, "reloaded fresh adapter changed the logits");
+    EXPECT_OK(prge_adapter_free(b));
+
+    /* A foreign adapter with B != 0 changes the logits; save and reload it: bit-identical. */
+    CHECK(write_foreign_adapter(foreign) == 0, "cannot write %s", foreign);
+    EXPECT_OK(prge_adapter_load(m, foreign, &b));
+    EXPECT_OK(prge_adapter_n_params(b, &n));
+    CHECK(n == 576u * 2u, "foreign n_params %zu", n);
+    CHECK(last_logits(m, b, logits), "forward with the foreign adapter");
+    float moved = max_abs_diff(logits, base_logits, N_VOCAB);
+    CHECK(moved > 1e-2f && moved < 1e3f, "the foreign adapter moved the logits by %g", moved);
+    EXPECT_OK(prge_adapter_save(b, resaved));
+    EXPECT_OK(prge_adapter_save(b, resaved)); /* replacing an existing file */
+    prge_adapter *c = NULL;
+    EXPECT_OK(prge_adapter_load(m, resaved, &c));
+    CHECK(last_logits(m, c, again), "forward with the re-saved adapter");
+    CHECK(memcmp(logits, again, sizeof(float) * N_VOCAB) == 0,
+          "save/load changed the logits by %g", max_abs_diff(logits, again, N_VOCAB));
+    EXPECT_OK(prge_adapter_free(c));
+    EXPECT_OK(prge_adapter_free(b));
+
+    /* ---- misuse */
+    prge_adapter *x = (prge_adapter *)(uintptr_t)1;
+    static const struct { const char *json; prge_status want; const char *needle; } bad[] = {
+        {"{rank", PRGE_ERR_FORMAT, "json_options: JSON syntax error"},
+        {"[]", PRGE_ERR_FORMAT, "expected object"},
+        {"{\"rank\": \"8\"}", PRGE_ERR_FORMAT, "$.rank: expected number"},
+        {"{\"rank\": 0}", PRGE_ERR_FORMAT, "$.rank: 0 is out of range"},
+        {"{\"rank\": 2.5}", PRGE_ERR_FORMAT, "$.rank: expected an integer"},
+        {"{\"alpha\": -1}", PRGE_ERR_FORMAT, "$.alpha"},
+        {"{\"colour\": 1}", PRGE_ERR_FORMAT, "$.colour: unknown key"},
+        {"{\"targets\": [\"q\", \"zz\"]}", PRGE_ERR_FORMAT, "$.targets[1]: unknown target 'zz'"},
+        {"{\"targets\": [\"q\", \"attn_q\"]}", PRGE_ERR_FORMAT, "$.targets[1]: target 'attn_q' repeats"},
+        {"{\"targets\": []}", PRGE_ERR_FORMAT, "$.targets: empty"},
+        {"{\"layers\": [0, 30]}", PRGE_ERR_INVALID_ARGUMENT, "layer 30"},
+        {"{\"layers\": [1, 1]}", PRGE_ERR_FORMAT, "$.layers[1]: layer 1 repeats"},
+        {"{\"seed\": -1}", PRGE_ERR_FORMAT, "$.seed"},
+        {"{\"rank\": 4} x", PRGE_ERR_FORMAT, "syntax error"},
+        {"{\"a\\u0000\": 1}", PRGE_ERR_FORMAT, "unknown key"},
+        {"\xff", PRGE_ERR_INVALID_ARGUMENT, "UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        x = (prge_adapter *)(uintptr_t)1;
+        EXPECT_ERR(prge_adapter_create(m, bad[i].json, &x), bad[i].want, bad[i].needle);
+        CHECK(x == NULL, "*out must be NULL after a failed create (%s)", bad[i].json);
+    }
+    EXPECT_ERR(prge_adapter_create(m, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(prge_adapter_create(NULL, NULL, &x), PRGE_ERR_INVALID_ARGUMENT, "prge_model handle is NULL");
+    EXPECT_ERR(prge_adapter_create((const prge_model *)a, NULL, &x), PRGE_ERR_INVALID_ARGUMENT,
+               "is a prge_adapter, not a prge_model");
+
+    EXPECT_ERR(prge_adapter_load(m, "/nonexistent/a.gguf", &x), PRGE_ERR_IO, "/nonexistent/a.gguf");
+    CHECK(x == NULL, "*out must be NULL after a failed load");
+    EXPECT_ERR(prge_adapter_load(m, model_path, &x), PRGE_ERR_FORMAT, "not an adapter");
+    EXPECT_ERR(prge_adapter_load(m, "/proc/self/exe", &x), PRGE_ERR_FORMAT, "magic");
+    EXPECT_ERR(prge_adapter_load(m, NULL, &x), PRGE_ERR_INVALID_ARGUMENT, "path");
+    EXPECT_ERR(prge_adapter_load(m, "/tmp/\xc3(", &x), PRGE_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_ERR(prge_adapter_load(m, foreign, NULL), PRGE_ERR_INVALID_ARGUMENT, "out");
+    {   /* truncated adapter */
+        FILE *in = fopen(foreign, "rb"), *out = fopen(path, "wb");
+        char buf[600];
+        size_t got = in ? fread(buf, 1, sizeof buf, in) : 0;
+        if (out) fwrite(buf, 1, got, out);
+        if (in) fclose(in);
+        if (out) fclose(out);
+        EXPECT_ERR(prge_adapter_load(m, path, &x), PRGE_ERR_FORMAT, "truncated");
+    }
+
+    EXPECT_ERR(prge_adapter_save(a, "/nonexistent/dir/a.gguf"), PRGE_ERR_IO, "/nonexistent/dir");
+    EXPECT_ERR(prge_adapter_save(a, NULL), PRGE_ERR_INVALID_ARGUMENT, "path");
+    EXPECT_ERR(prge_adapter_save(a, ""), PRGE_ERR_INVALID_ARGUMENT, "path is empty");
+    EXPECT_ERR(prge_adapter_save(a, "/tmp/\xff.gguf"), PRGE_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_ERR(prge_adapter_save((const prge_adapter *)m, path), PRGE_ERR_INVALID_ARGUMENT,
+               "is a prge_model, not a prge_adapter");
+    EXPECT_ERR(prge_adapter_n_params(a, NULL), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+    EXPECT_ERR(prge_adapter_n_params(NULL, &n), PRGE_ERR_INVALID_ARGUMENT, "prge_adapter handle is NULL");
+    EXPECT_ERR(prge_adapter_free((prge_adapter *)m), PRGE_ERR_INVALID_ARGUMENT, "not a prge_adapter");
+    EXPECT_OK(prge_adapter_free(NULL));
+
+    /* Freed: every adapter function, and forward, refuse it. */
+    EXPECT_OK(prge_adapter_free(a));
+    EXPECT_ERR(prge_adapter_n_params(a, &n), PRGE_ERR_INVALID_ARGUMENT, "not live");
+    EXPECT_ERR(prge_adapter_save(a, path), PRGE_ERR_INVALID_ARGUMENT, "not live");
+    EXPECT_ERR(prge_adapter_free(a), PRGE_ERR_INVALID_ARGUMENT, "not live");
+    CHECK(!last_logits(m, a, logits) && strstr(prge_last_error(), "not live"), "forward with a freed adapter");
+
+    unlink(path);
+    unlink(foreign);
+    unlink(resaved);
+    rmdir(dir);
+    free(logits);
+    free(again);
+}
+
+static void test_classify(prge_model *m) {
+    static const char *const paris[] = {" Paris", " the", " a"};
+    float scores[3] = {1, 1, 1};
+    size_t best = 99;
+    EXPECT_OK(prge_classify(m, NULL, "The capital of France is", paris, 3, scores, &best));
+    /* llama.cpp's log-softmax at the last position (dequantized f32) */
+    CHECK(fabsf(scores[0] - -0.258082f) <= REF_TOL && fabsf(scores[1] - -2.74075f) <= REF_TOL &&
+              fabsf(scores[2] - -5.52793f) <= REF_TOL,
+          "log-probs %g %g %g, want -0.258082 -2.74075 -5.52793", scores[0], scores[1], scores[2]);
+    CHECK(best == 0, "best %zu", best);
+
+    static const char *const sentiment[] = {" terrible", " great"};
+    static const char review[] =
+        "A gorgeous, witty, seductive movie full of warmth and wonderful performances. It was";
+    EXPECT_OK(prge_classify(m, NULL, review, sentiment, 2, scores, NULL));
+    CHECK(isfinite(scores[0]) && isfinite(scores[1]) && scores[0] < 0 && scores[1] < 0,
+          "SST-2 log-probs %g %g", scores[0], scores[1]);
+
+    /* ---- misuse; scores stay untouched */
+    scores[0] = 42;
+    static const char *const two_tokens[] = {" terrible", " great movie"};
+    EXPECT_ERR(prge_classify(m, NULL, review, two_tokens, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "labels[1] \" great movie\" is 2 tokens");
+    static const char *const empty_label[] = {""};
+    EXPECT_ERR(prge_classify(m, NULL, review, empty_label, 1, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "labels[0] \"\" is 0 tokens");
+    static const char *const null_label[] = {" great", NULL};
+    EXPECT_ERR(prge_classify(m, NULL, review, null_label, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "labels[1] is NULL");
+    static const char *const bad_utf8[] = {" great", " \xe2\x82"};
+    EXPECT_ERR(prge_classify(m, NULL, review, bad_utf8, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "labels[1] is not valid UTF-8");
+    EXPECT_ERR(prge_classify(m, NULL, review, NULL, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT, "labels");
+    EXPECT_ERR(prge_classify(m, NULL, review, sentiment, 0, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "n_labels is 0");
+    EXPECT_ERR(prge_classify(m, NULL, review, sentiment, SIZE_MAX, scores, &best),
+               PRGE_ERR_INVALID_ARGUMENT, "too large");
+    EXPECT_ERR(prge_classify(m, NULL, review, sentiment, 2, NULL, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "scores");
+    EXPECT_ERR(prge_classify(m, NULL, review, sentiment, 2, (float *)((char *)scores + 1), &best),
+               PRGE_ERR_INVALID_ARGUMENT, "aligned");
+    EXPECT_ERR(prge_classify(m, NULL, "", sentiment, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "prompt is empty");
+    EXPECT_ERR(prge_classify(m, NULL, NULL, sentiment, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "prompt");
+    EXPECT_ERR(prge_classify(m, NULL, "caf\xe9", sentiment, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "UTF-8");
+    EXPECT_ERR(prge_classify(m, (const prge_adapter *)m, review, sentiment, 2, scores, &best),
+               PRGE_ERR_INVALID_ARGUMENT, "not a prge_adapter");
+    EXPECT_ERR(prge_classify(NULL, NULL, review, sentiment, 2, scores, &best), PRGE_ERR_INVALID_ARGUMENT,
+               "NULL");
+    CHECK(scores[0] == 42, "a failed classify must not write scores");
+}
+
+static void test_generate(prge_model *m) {
+    char buf[256];
+    size_t len = 0;
+    prge_status s = prge_generate(m, NULL, "The capital of France is", 6, buf, sizeof buf, &len);
+    CHECK(s == PRGE_OK, "generate: %s", prge_last_error());
+    if (s == PRGE_OK) {
+        CHECK(strncmp(buf, " Paris", 6) == 0 && strlen(buf) == len, "generated \"%s\" (%zu)", buf, len);
+        printf("generate: \"The capital of France is\" -> \"%s\"\n", buf);
+        /* The length query, then a buffer one byte short: nothing written. */
+        size_t need = 0;
+        EXPECT_ERR(prge_generate(m, NULL, "The capital of France is", 1, NULL, 0, &need),
+                   PRGE_ERR_BUFFER_TOO_SMALL, "needs");
+        CHECK(need == 6, "length query gave %zu (\" Paris\")", need);
+        memset(buf, 'X', 8);
+        EXPECT_ERR(prge_generate(m, NULL, "The capital of France is", 1, buf, need, &len),
+                   PRGE_ERR_BUFFER_TOO_SMALL, "needs 7");
+        CHECK(buf[0] == 'X', "a too-small buffer must stay untouched");
+        EXPECT_OK(prge_generate(m, NULL, "The capital of France is", 0, buf, sizeof buf, &len));
+        CHECK(len == 0 && buf[0] == '\0', "n_predict 0 gave \"%s\"", buf);
+    }
+    EXPECT_ERR(prge_generate(m, NULL, "x", -1, buf, sizeof buf, &len), PRGE_ERR_INVALID_ARGUMENT, "n_predict");
+    EXPECT_ERR(prge_generate(m, NULL, NULL, 4, buf, sizeof buf, &len), PRGE_ERR_INVALID_ARGUMENT, "prompt");
+    EXPECT_ERR(prge_generate(m, NULL, "\xc0\xaf", 4, buf, sizeof buf, &len), PRGE_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_ERR(prge_generate(m, NULL, "", 4, buf, sizeof buf, &len), PRGE_ERR_INVALID_ARGUMENT, "prompt is empty");
+    EXPECT_ERR(prge_generate(m, NULL, "x", 4, NULL, 16, &len), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+    EXPECT_ERR(prge_generate(m, (const prge_adapter *)(uintptr_t)77, "x", 4, buf, sizeof buf, &len),
+               PRGE_ERR_INVALID_ARGUMENT, "not live");
+    EXPECT_ERR(prge_generate(NULL, NULL, "x", 4, buf, sizeof buf, &len), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+}
+
+/* Forwards from two threads at once on two models, and two more on one shared model
+ * (serialized by the library): each gets the single-threaded result bit for bit. */
+struct fwd_worker { prge_model *m; int ok; };
+
+static void *fwd_run(void *arg) {
+    struct fwd_worker *w = (struct fwd_worker *)arg;
+    float *out = (float *)malloc(sizeof(float) * N_VOCAB);
+    w->ok = 1;
+    for (int i = 0; i < 2; i++)
+        if (!last_logits(w->m, NULL, out) || memcmp(out, base_logits, sizeof(float) * N_VOCAB) != 0) w->ok = 0;
+    free(out);
+    return NULL;
+}
+
+static void test_forward_threads(prge_model *m) {
+    prge_model *m2 = NULL;
+    EXPECT_OK(prge_model_load(model_path, NULL, &m2));
+    struct fwd_worker w[3];
+    pthread_t t[3];
+    w[0].m = m;
+    w[1].m = m2;
+    w[2].m = m;
+    for (int i = 0; i < 3; i++) {
+        w[i].ok = 0;
+        CHECK(pthread_create(&t[i], NULL, fwd_run, &w[i]) == 0, "pthread_create");
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].ok, "forward thread %d got a different result", i);
+    }
+    /* An adapter outlives the model it was made for and runs on another load of the file. */
+    prge_adapter *a = NULL;
+    EXPECT_OK(prge_adapter_create(m2, "{\"rank\": 2, \"layers\": [29]}", &a));
+    EXPECT_OK(prge_model_free(m2));
+    size_t n = 0;
+    EXPECT_OK(prge_adapter_n_params(a, &n));
+    CHECK(n == 2u * (576 + 192 + 192 + 576 + 1536 + 1536 + 576), "n_params %zu", n);
+    float *out = (float *)malloc(sizeof(float) * N_VOCAB);
+    CHECK(last_logits(m, a, out) && memcmp(out, base_logits, sizeof(float) * N_VOCAB) == 0,
+          "fresh adapter of a freed model on another handle");
+    free(out);
+    EXPECT_OK(prge_adapter_free(a));
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s MODEL.gguf\n", argv[0]);
@@ -336,6 +908,11 @@ int main(int argc, char **argv) {
     test_metadata(m);
     test_tokens(m);
     test_threads(m);
+    test_forward(m);
+    test_adapters(m);
+    test_classify(m);
+    test_generate(m);
+    test_forward_threads(m);
 
     prge_model_params p;
     prge_model_default_params(&p);
@@ -353,6 +930,7 @@ int main(int argc, char **argv) {
     EXPECT_ERR(prge_model_free(m), PRGE_ERR_INVALID_ARGUMENT, "not live");
     EXPECT_OK(prge_model_free(NULL));
 
+    free(base_logits);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
