@@ -19,7 +19,7 @@ RELEASE := $(SCRATCH)/release
 MODEL   := models/SmolLM2-135M-Instruct.Q4_1.gguf
 SWIFTPM := $(SWIFT) build -c release --scratch-path $(SCRATCH)
 
-.PHONY: all swift prged install test test-swift test-capi test-demo test-python test-daemon setup demo size clean
+.PHONY: all swift prged install test test-swift test-capi test-cli test-demo test-python test-daemon setup demo size clean
 .DELETE_ON_ERROR:
 
 all: swift build/include/prge.h build/lib/pkgconfig/prge.pc
@@ -82,7 +82,7 @@ setup:
 test: setup
 	@$(MAKE) --no-print-directory all
 	@failed=""; \
-	for s in swift capi demo python daemon; do \
+	for s in swift capi cli demo python daemon; do \
 	    echo "== $$s tests"; \
 	    $(MAKE) --no-print-directory test-$$s || failed="$$failed $$s"; \
 	done; \
@@ -102,6 +102,10 @@ test-capi: all
 	$(CXX) -x c++ -std=c++17 Tests/capi/test_capi.c $(CAPI_FLAGS) -o build/tests/test_capi_cxx
 	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_capi_c $(MODEL)
 	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_capi_cxx $(MODEL)
+
+# The prge command line on the reference model: outputs, JSON fields and exit statuses.
+test-cli: all
+	Tests/cli/test_cli.sh build/bin/prge $(MODEL)
 
 # The Python binding, installed the way users install it (pip, which also bundles this build's
 # libprge.so into the package) into build/python, and tested there on the library just built.

@@ -220,6 +220,11 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
 /* ---- Training (P-RGE) -------------------------------------------------------------------- */
 
 /* A trainer owns a copy of an adapter and fine-tunes its B matrices by zeroth-order steps.
+ * It has its own thread pool and scratch memory ("threads": default the model's n_threads),
+ * so prge_forward / classify / generate on the same model keep working while it trains.
+ * A trainer runs one call at a time: a call on a trainer that is busy in another call (another
+ * thread's prge_trainer_train, or its own progress callback) fails at once with
+ * PRGE_ERR_STATE; prge_trainer_n_steps and prge_trainer_free may be called any time.
  * It is configured by JSON (all keys optional; unknown keys are errors):
  *   {"task": "sst2" | {"template": "{sentence} It was", "labels": [" terrible", " great"],
  *                      "text_fields": ["sentence"], "label_field": "label"} | "prompt_response",
@@ -228,11 +233,16 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
  *    "numeric_mode": "fp32" | "bf16", "threads": N, "adapter": {adapter options},
  *    "checkpoint": "path.gguf", "log": "path.jsonl"}
- * Defaults are the library's recipe (docs/RECIPE.md). */
+ * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
+ * "step_log": "path.bin" (the replayable per-step record). The command line's members
+ * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.
+ * Defaults are the library's recipe (docs/RECIPE.md). Malformed JSON, unknown keys and wrong
+ * types give PRGE_ERR_FORMAT with the JSON path ("json_config: $.adapter.rank: ..."). */
 typedef struct prge_trainer prge_trainer;
 
 /* Creates a trainer for `model`. `adapter` (may be NULL: a fresh one from the config's
- * "adapter" options) is copied, so the caller may free it. *out owns a new handle. */
+ * "adapter" options) is copied, so the caller may free it. json_config NULL or "" gives the
+ * defaults. *out owns a new handle (NULL on failure); the trainer keeps the model alive. */
 prge_status prge_trainer_create(prge_model *model, const prge_adapter *adapter,
                                 const char *json_config, prge_trainer **out);
 
@@ -243,8 +253,9 @@ prge_status prge_trainer_free(prge_trainer *trainer);
  * Equivalent to one line of the task's JSONL. */
 
 /* Appends examples to the training set (split = 0) or the dev set (split = 1) from JSONL text
- * (`len` bytes, one JSON object per line). All or nothing: a malformed line is an error naming
- * its line number and nothing is added. *n_added (may be NULL) receives the count. */
+ * (`len` bytes of UTF-8, one JSON object per line; blank lines and CRLF are fine). All or
+ * nothing: a malformed line is an error naming its line ("jsonl:3: ...") and nothing is added.
+ * *n_added (may be NULL) receives the count. */
 enum { PRGE_SPLIT_TRAIN = 0, PRGE_SPLIT_DEV = 1 };
 prge_status prge_trainer_add_jsonl(prge_trainer *trainer, int32_t split, const char *jsonl,
                                    size_t len, size_t *n_added);
@@ -252,7 +263,8 @@ prge_status prge_trainer_add_jsonl(prge_trainer *trainer, int32_t split, const c
 /* The P-RGE step itself, on the given examples (JSONL text as above, not added to any set):
  * builds the 2q perturbed copies, runs ONE forward over all of them, updates B.
  * Writes the 2q losses (L+_1..L+_q, L-_1..L-_q) into `losses` (room for `losses_cap`
- * floats; pass NULL, 0 to skip) and the number written to *n_losses (may be NULL). */
+ * floats; pass NULL, 0 to skip) and the number written to *n_losses (may be NULL).
+ * A losses_cap in 1..2q-1 gives PRGE_ERR_BUFFER_TOO_SMALL with *n_losses = 2q, and no step. */
 prge_status prge_trainer_step(prge_trainer *trainer, const char *jsonl, size_t len,
                               float *losses, size_t losses_cap, size_t *n_losses);
 
@@ -269,17 +281,23 @@ typedef struct prge_progress {
     float best_dev_accuracy; /* best so far (NaN before the first evaluation)          */
 } prge_progress;
 
-/* Called after each step; return non-zero to stop the run (the run then returns
- * PRGE_ERR_CANCELLED after finishing that step). */
+/* Called after each step, synchronously, on the thread that called prge_trainer_train (the
+ * training thread): training waits for it to return. `progress` is valid during the call only.
+ * It may call any prge function except those on the same trainer (they fail with
+ * PRGE_ERR_STATE; prge_trainer_n_steps works). Return non-zero to stop the run (the run then
+ * returns PRGE_ERR_CANCELLED after finishing that step). */
 typedef int (*prge_progress_fn)(const prge_progress *progress, void *user_data);
 
 /* Trains on the training set until `max_steps` more steps (0: no step limit) or
- * `max_seconds` (0: no time limit) — at least one must be set — evaluating on the dev set as
- * the config says and keeping the best adapter. `callback` may be NULL. */
+ * `max_seconds` (0: no time limit; otherwise finite and > 0) -- at least one must be set --
+ * evaluating on the dev set as the config says (and once at the end) and keeping the best
+ * adapter. An empty training set gives PRGE_ERR_STATE. `callback` may be NULL. */
 prge_status prge_trainer_train(prge_trainer *trainer, uint64_t max_steps, double max_seconds,
                                prge_progress_fn callback, void *user_data);
 
-/* Evaluates the current adapter on the dev set (split = 1) or the training set (split = 0). */
+/* Evaluates the current adapter on the dev set (split = 1) or the training set (split = 0):
+ * accuracy by the best label word (NaN for "prompt_response"), mean loss, number of examples.
+ * Each output may be NULL. An empty set gives PRGE_ERR_STATE. */
 prge_status prge_trainer_evaluate(prge_trainer *trainer, int32_t split, float *accuracy,
                                   float *loss, size_t *n);
 
@@ -289,7 +307,9 @@ enum { PRGE_ADAPTER_CURRENT = 0, PRGE_ADAPTER_BEST = 1 };
 prge_status prge_trainer_get_adapter(prge_trainer *trainer, int32_t which, prge_adapter **out);
 
 /* Checkpoint (adapter + step + best adapter + config, atomically written) and resume: a
- * trainer resumed from a checkpoint continues bit-for-bit as if it had not stopped. */
+ * trainer resumed from a checkpoint continues bit-for-bit as if it had not stopped. Resuming
+ * needs the same trajectory settings and the same training set (add it first); a mismatch is
+ * refused with PRGE_ERR_STATE. */
 prge_status prge_trainer_save_checkpoint(prge_trainer *trainer, const char *path);
 prge_status prge_trainer_load_checkpoint(prge_trainer *trainer, const char *path);
 

@@ -31,7 +31,10 @@
 
 /* ---- Small helpers --------------------------------------------------------------------- */
 
-/* 1 while a progress line is on screen without its newline (see on_progress). */
+/* 1 if stdout is a terminal: progress is then redrawn in place on one line ('\r' goes back
+ * to its start); in a log or pipe it is printed as separate lines instead. */
+static int tty = 0;
+/* 1 while such a redrawn line is on screen without its newline. */
 static int progress_line_open = 0;
 
 /* Prints which call failed and the library's message for this thread, then exits.
@@ -138,14 +141,16 @@ static float dev_accuracy(prge_model *model, const prge_adapter *adapter, const 
     prge_trainer *evaluator = NULL;
     float accuracy = NAN, loss = NAN;
     size_t n = 0;
-    printf("%s: evaluating on the dev set...", what);
-    fflush(stdout);
+    if (tty) {
+        printf("%s: evaluating on the dev set...", what);
+        fflush(stdout);
+    }
     CHECK(prge_trainer_create(model, adapter, config, &evaluator));
     CHECK(prge_trainer_add_jsonl(evaluator, PRGE_SPLIT_DEV, dev, dev_len, NULL));
     CHECK(prge_trainer_evaluate(evaluator, PRGE_SPLIT_DEV, &accuracy, &loss, &n));
     CHECK(prge_trainer_free(evaluator));
-    printf("\r%s: dev accuracy %5.1f%% (%zu examples, loss %.4f)\n", what, 100.0 * accuracy, n,
-           loss);
+    printf("%s%s: dev accuracy %5.1f%% (%zu examples, loss %.4f)\n", tty ? "\r" : "", what,
+           100.0 * accuracy, n, loss);
     return accuracy;
 }
 
@@ -161,8 +166,7 @@ static void on_sigint(int sig) {
 
 /* What the progress line remembers between steps. */
 struct progress_state {
-    int tty;        /* stdout is a terminal: redraw one line with '\r'; else print lines */
-    float dev_acc;  /* latest dev accuracy seen (NaN before the first evaluation) */
+    float dev_acc;  /* latest dev accuracy seen (at first: the "before" one) */
     float best_acc; /* best dev accuracy so far */
 };
 
@@ -182,14 +186,14 @@ static int on_progress(const prge_progress *p, void *user_data) {
         snprintf(dev, sizeof dev, "dev %5.1f%% (best %5.1f%%)", 100.0 * st->dev_acc,
                  100.0 * st->best_acc);
 
-    /* On a terminal, rewrite the same line every step ('\r' goes back to its start); in a
-     * log, print one line per evaluation and every 10 steps, so the log stays short. */
-    if (st->tty || p->evaluated || p->step % 10 == 0) {
-        printf("%s  step %-9s loss %.4f  %s  elapsed %s  ETA %s", st->tty ? "\r" : "", steps,
+    /* On a terminal, redraw the line every step; in a log, print one line per evaluation,
+     * every 10 steps and at the last step, so the log stays short. */
+    if (tty || p->evaluated || p->step % 10 == 0 || p->step == p->total_steps) {
+        printf("%s  step %-9s loss %.4f  %s  elapsed %s  ETA %s", tty ? "\r" : "", steps,
                p->train_loss, dev, clock_text(p->elapsed_s, elapsed), clock_text(p->eta_s, eta));
-        printf(st->tty ? "   " : "\n"); /* spaces: wipe the tail of a longer previous line */
+        fputs(tty ? "   " : "\n", stdout); /* spaces: wipe the tail of a longer previous line */
         fflush(stdout);
-        progress_line_open = st->tty;
+        progress_line_open = tty;
     }
     return interrupted;
 }
@@ -199,7 +203,7 @@ static int on_progress(const prge_progress *p, void *user_data) {
 static void usage(const char *argv0) {
     printf("usage: %s [options] [sentence ...]\n"
            "  --model F     GGUF model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-           "  --train F     the user's training examples, JSONL (default examples/data/train.jsonl)\n"
+           "  --train F     the user's examples, JSONL (default examples/data/train.jsonl)\n"
            "  --dev F       held-out examples to measure on (default examples/data/dev.jsonl)\n"
            "  --minutes M   training time budget (default 3, unless --steps is given)\n"
            "  --steps N     training step budget (with --minutes: whichever ends first)\n"
@@ -248,6 +252,8 @@ int main(int argc, char **argv) {
     }
     if (minutes == 0 && steps == 0) minutes = 3;
 
+    tty = isatty(fileno(stdout));
+
     /* The library must match the header we compiled against. */
     if (prge_abi_version() != PRGE_ABI_VERSION) {
         fprintf(stderr, "libprge ABI %d, but prge.h is ABI %d\n", (int)prge_abi_version(),
@@ -269,7 +275,8 @@ int main(int argc, char **argv) {
     char config[256];
     int len = snprintf(config, sizeof config, "{\"task\": \"sst2\"");
     if (steps > 0) len += snprintf(config + len, sizeof config - len, ", \"steps\": %llu", steps);
-    if (minutes > 0) len += snprintf(config + len, sizeof config - len, ", \"minutes\": %g", minutes);
+    if (minutes > 0)
+        len += snprintf(config + len, sizeof config - len, ", \"minutes\": %g", minutes);
     snprintf(config + len, sizeof config - len, "}");
 
     /* 2. The user's examples: the files are passed to the library as they are. */
@@ -291,7 +298,7 @@ int main(int argc, char **argv) {
     if (steps > 0) printf("\ntraining for %llu steps", steps);
     else printf("\ntraining for %g minutes", minutes);
     printf(" (Ctrl-C stops early and keeps what was learned)\n");
-    struct progress_state progress = {isatty(fileno(stdout)), NAN, NAN};
+    struct progress_state progress = {before, before};
     signal(SIGINT, on_sigint);
     prge_status status = prge_trainer_train(trainer, steps, minutes * 60, on_progress, &progress);
     signal(SIGINT, SIG_DFL);

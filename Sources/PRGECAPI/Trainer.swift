@@ -189,6 +189,10 @@ private func store(_ p: TrainProgress, into raw: UnsafeMutableRawPointer) {
     raw.storeBytes(of: p.best?.accuracy ?? .nan, toByteOffset: 48, as: Float.self)
 }
 
+/// The most steps one run may ask for (the config's "steps" has the same bound); keeps step
+/// arithmetic in the trainer far from overflow.
+private let maxRunSteps: UInt64 = 1 << 40
+
 public typealias ProgressFunction = @convention(c) (UnsafeRawPointer?, UnsafeMutableRawPointer?) -> Int32
 
 @_cdecl("prge_trainer_train")
@@ -200,6 +204,9 @@ public func prge_trainer_train(_ h: OpaquePointer?, _ maxSteps: UInt64, _ maxSec
             throw PRGEError.invalid("max_seconds \(maxSeconds) must be a finite number >= 0 (0: no time limit)")
         }
         guard maxSteps > 0 || maxSeconds > 0 else { throw PRGEError.invalid("max_steps and max_seconds are both 0: set a limit") }
+        guard maxSteps <= maxRunSteps else {
+            throw PRGEError.invalid("max_steps \(maxSteps) is over the limit of \(maxRunSteps) (use 0 for no step limit)")
+        }
         let result = try th.exclusive("prge_trainer_train") { t -> RunResult in
             try checkMemory(t, t.trainSet, perForward: t.config.batch, copies: stepCopies(t))
             try checkMemory(t, t.devSet, perForward: Evaluation.sequencesPerForward, copies: 1)

@@ -9,13 +9,17 @@ import Glibc
 // inference and a training workload cannot tell their peaks apart.
 
 enum BenchMachine {
-    /// "model name" of the first CPU in /proc/cpuinfo, or "unknown".
+    /// "model name (family F model M)" of the first CPU in /proc/cpuinfo: a VM may show only
+    /// "AMD EPYC", and family 25 model 17 is what says Zen 4.
     static func cpuModel() -> String {
         guard let text = try? procText("/proc/cpuinfo") else { return "unknown" }
-        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-            if let colon = line.firstIndex(of: ":") { return String(line[line.index(after: colon)...]).trimmedSpaces }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmedSpaces
+            if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmedSpaces }
         }
-        return "unknown"
+        return "\(fields["model name"] ?? "unknown") (family \(fields["cpu family"] ?? "?") model \(fields["model"] ?? "?"))"
     }
 
     /// The 1-minute load average: on the shared build machine it says how much the timings are

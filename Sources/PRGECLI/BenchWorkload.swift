@@ -19,12 +19,20 @@ struct BenchWorkload {
 
     init(model: Model, dataPath: String) throws {
         objective = try Objective(task: Task.named("sst2"), loss: Recipe.loss, tokenizer: model.tokenizer)
-        let examples = try Dataset.load(path: dataPath, task: objective.task)
         var fit: [Sample] = [], joined: [Int32] = []
-        for e in examples where fit.count < Self.forwardExamples || joined.count < Self.longTokens {
-            let s = try objective.sample(e, maxLength: Recipe.maxLength)
-            if Self.promptTokens.contains(s.tokens.count) && fit.count < Self.forwardExamples { fit.append(s) }
-            if joined.count < Self.longTokens { joined += s.tokens }
+        // Rows are parsed only until enough are found: the whole 67k-row file as JSON would
+        // dominate the peak RSS that the child processes measure.
+        var lineNo = 0
+        for line in try Common.readFile(dataPath).split(separator: 0x0A) {
+            if fit.count == Self.forwardExamples && joined.count >= Self.longTokens { break }
+            lineNo += 1
+            var bytes = Array(line)
+            let row = JSONNode(try JSONValue.parse(bytes: &bytes, source: "\(dataPath):\(lineNo)"), source: "\(dataPath):\(lineNo)")
+            for e in try objective.task.examples(from: row) {
+                let s = try objective.sample(e, maxLength: Recipe.maxLength)
+                if Self.promptTokens.contains(s.tokens.count) && fit.count < Self.forwardExamples { fit.append(s) }
+                if joined.count < Self.longTokens { joined += s.tokens }
+            }
         }
         guard fit.count == Self.forwardExamples, joined.count >= Self.longTokens else {
             throw PRGEError.invalid("\(dataPath): fewer than \(Self.forwardExamples) prompts of \(Self.promptTokens) tokens")

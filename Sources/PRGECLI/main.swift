@@ -14,6 +14,9 @@ let commands: [Command] = [
     perplexityCommand,
     generateCommand,
     benchCommand,
+    trainCommand,
+    evalCommand,
+    replayCommand,
 ]
 
 @MainActor func overview() -> String {

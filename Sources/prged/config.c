@@ -47,8 +47,8 @@ static const struct field training_fields[] = {
     {"steps_per_minute", F_INT, false, offsetof(struct training_budget, steps_per_minute), 0, 1e6, NULL},
     {"max_steps", F_INT, false, offsetof(struct training_budget, max_steps), 0, 1e12, NULL},
     {"max_seconds", F_NUMBER, false, offsetof(struct training_budget, max_seconds), 0, 1e9, NULL},
+    {"refresh_every_s", F_NUMBER, false, offsetof(struct training_budget, refresh_every_s), 0.1, 1e6, NULL},
     {"checkpoint_every_s", F_NUMBER, false, offsetof(struct training_budget, checkpoint_every_s), 0.1, 1e6, NULL},
-    {"slice_steps", F_INT, false, offsetof(struct training_budget, slice_steps), 1, 1000, NULL},
     END,
 };
 
@@ -97,8 +97,8 @@ static void set_defaults(struct config *c) {
     c->request_threads = 2;
     c->log_level = LOG_INFO;
     c->training = (struct training_budget){
-        .steps_per_minute = 0, .max_steps = 0, .max_seconds = 0, .checkpoint_every_s = 30,
-        .slice_steps = 1};
+        .steps_per_minute = 0, .max_steps = 0, .max_seconds = 0, .refresh_every_s = 30,
+        .checkpoint_every_s = 300};
     c->limits = (struct limits){
         .max_request_bytes = 1 << 20, .max_clients = 64, .max_generate_tokens = 512};
 }

@@ -14,8 +14,8 @@ struct training_budget {
     int64_t steps_per_minute;  /* cap on the step rate, 0 = as fast as possible          */
     int64_t max_steps;         /* per train_start, 0 = no limit (the request may ask less) */
     double max_seconds;        /* per train_start, 0 = no limit (the request may ask less) */
-    double checkpoint_every_s; /* checkpoint while training at most this often            */
-    int64_t slice_steps;       /* steps per library call: bounds stop and inference latency */
+    double refresh_every_s;    /* how often inference catches up with the trained adapter   */
+    double checkpoint_every_s; /* checkpoint while training at most this often (flash wear) */
 };
 
 /* Reloadable on SIGHUP. */

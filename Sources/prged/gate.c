@@ -1,10 +1,12 @@
+#define _POSIX_C_SOURCE 200809L
 #include "gate.h"
+
+#include <time.h>
 
 void gate_init(struct gate *g) {
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cond, NULL);
-    g->busy = 0;
-    g->inference_waiting = 0;
+    g->inference = 0;
 }
 
 void gate_destroy(struct gate *g) {
@@ -14,23 +16,28 @@ void gate_destroy(struct gate *g) {
 
 void gate_enter_inference(struct gate *g) {
     pthread_mutex_lock(&g->mu);
-    g->inference_waiting++;
-    while (g->busy) pthread_cond_wait(&g->cond, &g->mu);
-    g->inference_waiting--;
-    g->busy = 1;
+    g->inference++;
     pthread_mutex_unlock(&g->mu);
 }
 
-void gate_enter_training(struct gate *g) {
+void gate_leave_inference(struct gate *g) {
     pthread_mutex_lock(&g->mu);
-    while (g->busy || g->inference_waiting > 0) pthread_cond_wait(&g->cond, &g->mu);
-    g->busy = 1;
+    if (--g->inference == 0) pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->mu);
 }
 
-void gate_leave(struct gate *g) {
+void gate_wait_for_inference(struct gate *g, atomic_int *cancel) {
     pthread_mutex_lock(&g->mu);
-    g->busy = 0;
-    pthread_cond_broadcast(&g->cond);
+    while (g->inference > 0 && !atomic_load(cancel)) {
+        /* A stop request does not signal this condition: look at it every 50 ms. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->cond, &g->mu, &ts);
+    }
     pthread_mutex_unlock(&g->mu);
 }

@@ -1,23 +1,25 @@
-/* Who may compute on the model. The library serializes forward passes, but a training slice
- * is many of them; the gate makes a slice one unit and lets waiting inference requests go
- * first, so a classify or generate waits for at most the slice that is running. */
+/* Inference before training. The library lets classify/generate run while a trainer trains
+ * (the trainer has its own threads), but on a small device both would share the same few
+ * cores. So inference never waits for training; instead training, between two steps (in its
+ * progress callback), pauses while any inference request is running. */
 #ifndef PRGED_GATE_H
 #define PRGED_GATE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    int busy;
-    int inference_waiting;
+    int inference; /* requests computing right now */
 };
 
 void gate_init(struct gate *g);
 void gate_destroy(struct gate *g);
 void gate_enter_inference(struct gate *g);
-/* Waits while the model is busy or any inference request is waiting. */
-void gate_enter_training(struct gate *g);
-void gate_leave(struct gate *g);
+void gate_leave_inference(struct gate *g);
+
+/* Training side: returns once no inference runs, or once *cancel is set. */
+void gate_wait_for_inference(struct gate *g, atomic_int *cancel);
 
 #endif

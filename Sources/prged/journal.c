@@ -96,7 +96,7 @@ static int64_t replay(struct journal *j, uint64_t file_size, uint64_t max_record
         if (read_at(j->fd, buf, len, off + RECORD_HEADER) != (ssize_t)len) break;
         if (crc32_update(0, buf, len) != crc) break;
         int32_t split = (unsigned char)buf[0];
-        if (fn(split, buf + 1, len - 1, ctx) != 0) {
+        if (fn(off, split, buf + 1, len - 1, ctx) != 0) {
             free(buf);
             snprintf(err, errlen, "record %llu at byte %llu was rejected (see the log)",
                      (unsigned long long)j->n_records, (unsigned long long)off);

@@ -22,8 +22,10 @@ struct journal {
     uint64_t n_records;
 };
 
-/* Called for each valid record while opening; a non-zero return stops the open with -1. */
-typedef int (*journal_replay_fn)(int32_t split, const char *jsonl, size_t len, void *ctx);
+/* Called for each valid record while opening, with the record's byte offset in the file; a
+ * non-zero return stops the open with -1. */
+typedef int (*journal_replay_fn)(uint64_t offset, int32_t split, const char *jsonl, size_t len,
+                                 void *ctx);
 
 /* Opens (creating if needed, then fsyncing the directory) `path`, replays every valid record
  * through `fn` and truncates a torn tail. `max_record` bounds a record's length: a larger

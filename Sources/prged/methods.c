@@ -103,6 +103,7 @@ static struct json_object *profile_json(struct profile *p) {
     add_string(o, "name", p->name);
     add_u64(o, "n_train", st.n_train);
     add_u64(o, "n_dev", st.n_dev);
+    add_u64(o, "n_pending", st.n_pending);
     add_u64(o, "step", st.step);
     add_u64(o, "checkpoint_step", st.checkpoint_step);
     add_double(o, "last_loss", st.last_loss);
@@ -151,8 +152,8 @@ static int m_status(struct daemon *d, struct session *s, struct json_object *par
     add_u64(bj, "steps_per_minute", (uint64_t)b.steps_per_minute);
     add_u64(bj, "max_steps", (uint64_t)b.max_steps);
     add_double(bj, "max_seconds", b.max_seconds);
+    add_double(bj, "refresh_every_s", b.refresh_every_s);
     add_double(bj, "checkpoint_every_s", b.checkpoint_every_s);
-    add_u64(bj, "slice_steps", (uint64_t)b.slice_steps);
     json_object_object_add(r, "budget", bj);
     *result = r;
     return 0;
@@ -245,7 +246,7 @@ static int m_add_examples(struct daemon *d, struct session *s, struct json_objec
         len += m;
         jsonl[len++] = '\n';
     }
-    int rc = profile_add_examples(p, split, jsonl, len, e);
+    int rc = profile_add_examples(&d->profiles, p, split, jsonl, len, n, e);
     free(jsonl);
     if (rc < 0) return -1;
     struct profile_stats st;
@@ -306,7 +307,7 @@ static int m_train_stop(struct daemon *d, struct session *s, struct json_object 
     return 0;
 }
 
-/* Holds the model (after any running training slice) and the profile's current adapter. */
+/* Pauses training after its current step (gate.h) and holds the profile's adapter copy. */
 static void inference_begin(struct daemon *d, struct profile *p) {
     gate_enter_inference(&d->gate);
     pthread_mutex_lock(&p->adapter_mu);
@@ -314,7 +315,7 @@ static void inference_begin(struct daemon *d, struct profile *p) {
 
 static void inference_end(struct daemon *d, struct profile *p) {
     pthread_mutex_unlock(&p->adapter_mu);
-    gate_leave(&d->gate);
+    gate_leave_inference(&d->gate);
 }
 
 #define MAX_LABELS 256
@@ -405,9 +406,9 @@ static int m_save_adapter(struct daemon *d, struct session *s, struct json_objec
     static const char *const keys[] = {"profile", NULL};
     struct profile *p;
     if (params_allow(params, keys, e) < 0 || session_profile(d, s, params, &p, e) < 0) return -1;
-    pthread_mutex_lock(&p->mu);
+    profile_lock(p);
     int rc = profile_checkpoint_locked(p, 1, e);
-    pthread_mutex_unlock(&p->mu);
+    profile_unlock(p);
     if (rc < 0) return -1;
     char path[PATH_MAX];
     profile_path(p, "adapter.gguf", path, sizeof path);
@@ -438,18 +439,20 @@ static int m_export_adapter(struct daemon *d, struct session *s, struct json_obj
         rpc_error_set(e, RPC_INVALID_PARAMS, "params.which: must be \"current\" or \"best\"");
         return -1;
     }
-    prge_adapter *a = NULL;
-    uint64_t step = 0;
-    pthread_mutex_lock(&p->mu);
-    prge_status st = prge_trainer_get_adapter(p->trainer, w, &a);
-    if (st == PRGE_OK) prge_trainer_n_steps(p->trainer, &step);
-    pthread_mutex_unlock(&p->mu);
-    if (st != PRGE_OK) {
-        rpc_error_library(e, st, "copying the adapter");
-        return -1;
+    prge_status st;
+    if (w == PRGE_ADAPTER_CURRENT) {
+        /* The inference copy: no need to wait for a training slice to end. */
+        pthread_mutex_lock(&p->adapter_mu);
+        st = prge_adapter_save(p->adapter, path);
+        pthread_mutex_unlock(&p->adapter_mu);
+    } else {
+        prge_adapter *a = NULL;
+        profile_lock(p);
+        st = prge_trainer_get_adapter(p->trainer, w, &a);
+        profile_unlock(p);
+        if (st == PRGE_OK) st = prge_adapter_save(a, path);
+        prge_adapter_free(a);
     }
-    st = prge_adapter_save(a, path);
-    prge_adapter_free(a);
     if (st != PRGE_OK) {
         rpc_error_library(e, st, "saving the adapter");
         return -1;
@@ -457,7 +460,7 @@ static int m_export_adapter(struct daemon *d, struct session *s, struct json_obj
     *result = json_object_new_object();
     add_string(*result, "profile", p->name);
     add_string(*result, "path", path);
-    add_u64(*result, "step", step);
+    add_string(*result, "which", w == PRGE_ADAPTER_BEST ? "best" : "current");
     return 0;
 }
 

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A library run needs a positive time limit; any positive one gives at least one step. */
+#define MIN_SLICE_SECONDS 0.01
+
 static void set_end(struct worker *w, const char *reason, const char *error) {
     pthread_mutex_lock(&w->mu);
     snprintf(w->status.end_reason, sizeof w->status.end_reason, "%s", reason);
@@ -15,33 +18,14 @@ static void set_end(struct worker *w, const char *reason, const char *error) {
     pthread_mutex_unlock(&w->mu);
 }
 
-struct step_ctx {
-    struct worker *w;
-    struct profile *p;
-};
-
-/* Called by the library after every step, on this thread, inside prge_trainer_train. */
-static int on_progress(const prge_progress *pr, void *user) {
-    struct step_ctx *c = user;
-    pthread_mutex_lock(&c->p->stats_mu);
-    c->p->stats.step = pr->step;
-    c->p->stats.last_loss = pr->train_loss;
-    pthread_mutex_unlock(&c->p->stats_mu);
-    pthread_mutex_lock(&c->w->mu);
-    c->w->status.run_steps++;
-    pthread_mutex_unlock(&c->w->mu);
-    return atomic_load(&c->w->cancel);
-}
-
 /* Waits on the worker's condition until `deadline` (monotonic seconds) or a stop request.
  * Caller holds w->mu. */
 static void wait_until(struct worker *w, double deadline) {
     while (!w->stop && !w->quit) {
-        double now = mono_now();
-        if (now >= deadline) return;
+        double left = deadline - mono_now();
+        if (left <= 0) return;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        double left = deadline - now;
         ts.tv_sec += (time_t)left;
         ts.tv_nsec += (long)((left - floor(left)) * 1e9);
         if (ts.tv_nsec >= 1000000000L) {
@@ -52,12 +36,38 @@ static void wait_until(struct worker *w, double deadline) {
     }
 }
 
-/* One slice: at most n steps with the model to ourselves. Returns 0 or -1 with e set. */
-static int train_slice(struct worker *w, struct profile *p, uint64_t n, struct rpc_error *e) {
-    struct step_ctx ctx = {w, p};
-    gate_enter_training(&w->d->gate);
-    pthread_mutex_lock(&p->mu);
-    prge_status st = prge_trainer_train(p->trainer, n, 0, on_progress, &ctx);
+struct step_ctx {
+    struct worker *w;
+    struct profile *p;
+    double last_step; /* monotonic time the previous step ended (rate cap) */
+};
+
+/* Called by the library after every step, on this thread, inside prge_trainer_train; the
+ * trainer waits for it, so this is where training yields. */
+static int on_progress(const prge_progress *pr, void *user) {
+    struct step_ctx *c = user;
+    struct worker *w = c->w;
+    pthread_mutex_lock(&c->p->stats_mu);
+    c->p->stats.step = pr->step;
+    c->p->stats.last_loss = pr->train_loss;
+    pthread_mutex_unlock(&c->p->stats_mu);
+    int64_t rate = daemon_budget(w->d).steps_per_minute;
+    pthread_mutex_lock(&w->mu);
+    w->status.run_steps++;
+    if (rate > 0) wait_until(w, c->last_step + 60.0 / (double)rate);
+    pthread_mutex_unlock(&w->mu);
+    gate_wait_for_inference(&w->d->gate, &w->cancel);
+    c->last_step = mono_now();
+    return atomic_load(&w->cancel);
+}
+
+/* One library run of at most `steps` steps (0: no limit) and `seconds`; then the adapter copy
+ * for inference. Returns 0 or -1 with e set. */
+static int train_slice(struct worker *w, struct profile *p, uint64_t steps, double seconds,
+                       struct rpc_error *e) {
+    struct step_ctx ctx = {w, p, mono_now()};
+    profile_lock(p);
+    prge_status st = prge_trainer_train(p->trainer, steps, seconds, on_progress, &ctx);
     int rc = 0;
     /* CANCELLED: our callback asked to stop; the step it reported is complete. */
     if (st != PRGE_OK && st != PRGE_ERR_CANCELLED) {
@@ -66,35 +76,36 @@ static int train_slice(struct worker *w, struct profile *p, uint64_t n, struct r
     } else {
         rc = profile_refresh_adapter_locked(p, e);
     }
-    pthread_mutex_unlock(&p->mu);
-    gate_leave(&w->d->gate);
+    profile_unlock(p);
     return rc;
 }
 
 static void checkpoint(struct profile *p, char *error, size_t size) {
     struct rpc_error e;
-    pthread_mutex_lock(&p->mu);
+    profile_lock(p);
     if (profile_checkpoint_locked(p, 0, &e) < 0) {
         log_error("profile %s: %s", p->name, e.message);
         snprintf(error, size, "%s", e.message);
     }
-    pthread_mutex_unlock(&p->mu);
+    profile_unlock(p);
 }
 
 static void run(struct worker *w, struct profile *p) {
-    double last_checkpoint = mono_now(), next_slice = 0;
+    double last_checkpoint = mono_now();
     const char *reason = "stopped";
     char error[512] = "";
+    pthread_mutex_lock(&w->mu);
+    uint64_t max_steps = w->status.max_steps;
+    double max_seconds = w->status.max_seconds;
+    pthread_mutex_unlock(&w->mu);
     log_info("profile %s: training started (max_steps %llu, max_seconds %g)", p->name,
-             (unsigned long long)w->status.max_steps, w->status.max_seconds);
+             (unsigned long long)max_steps, max_seconds);
     for (;;) {
         struct training_budget b = daemon_budget(w->d);
         pthread_mutex_lock(&w->mu);
-        if (b.steps_per_minute > 0) wait_until(w, next_slice);
         int stopping = w->stop || w->quit;
-        uint64_t done = w->status.run_steps, max_steps = w->status.max_steps;
-        double max_seconds = w->status.max_seconds, elapsed = mono_now() - w->run_started;
-        w->status.run_seconds = elapsed;
+        uint64_t done = w->status.run_steps;
+        double now = mono_now(), elapsed = now - w->run_started;
         pthread_mutex_unlock(&w->mu);
         if (stopping) break;
         if (max_steps && done >= max_steps) {
@@ -105,17 +116,17 @@ static void run(struct worker *w, struct profile *p) {
             reason = "max_seconds";
             break;
         }
-        uint64_t n = (uint64_t)b.slice_steps;
-        if (max_steps && max_steps - done < n) n = max_steps - done;
-        double slice_start = mono_now();
+        /* Until the next refresh, the next checkpoint or the end of the time budget. */
+        double slice = b.refresh_every_s;
+        slice = fmin(slice, last_checkpoint + b.checkpoint_every_s - now);
+        if (max_seconds > 0) slice = fmin(slice, max_seconds - elapsed);
         struct rpc_error e;
-        if (train_slice(w, p, n, &e) < 0) {
+        if (train_slice(w, p, max_steps ? max_steps - done : 0, fmax(slice, MIN_SLICE_SECONDS), &e) < 0) {
             log_error("profile %s: %s", p->name, e.message);
             snprintf(error, sizeof error, "%s", e.message);
             reason = "error";
             break;
         }
-        if (b.steps_per_minute > 0) next_slice = slice_start + 60.0 * (double)n / (double)b.steps_per_minute;
         if (mono_now() - last_checkpoint >= b.checkpoint_every_s) {
             checkpoint(p, error, sizeof error);
             last_checkpoint = mono_now();

@@ -1,8 +1,10 @@
-/* The background training thread. It trains one profile at a time in slices of a few steps
- * (training.slice_steps): between slices it refreshes the adapter that inference uses, lets
- * waiting inference through (gate.h), honours the step-rate cap, checkpoints every
- * training.checkpoint_every_s, and notices stop requests. A stop lets the step in progress
- * finish, then checkpoints. */
+/* The background training thread. It trains one profile at a time, in slices of
+ * training.refresh_every_s (one prge_trainer_train call each). Between two slices it copies the
+ * adapter for inference and, every training.checkpoint_every_s, checkpoints; examples added
+ * meanwhile join the trainer then (profile.h). Slices are long because every library run ends
+ * with a dev evaluation (when the profile has dev examples). Between two steps, in the progress
+ * callback, it paces steps to training.steps_per_minute, pauses while inference runs
+ * (gate.h), and stops if asked: a stop lets the step in progress finish, then checkpoints. */
 #ifndef PRGED_WORKER_H
 #define PRGED_WORKER_H
 

@@ -886,6 +886,270 @@ static void test_forward_threads(prge_model *m) {
     EXPECT_OK(prge_adapter_free(a));
 }
 
+/* ---- Trainer ----------------------------------------------------------------------------- */
+
+/* Small and fast: q = 2, batch 2, LoRA only on the last two layers (everything below runs once
+ * for all 2q copies). */
+static const char trainer_config[] =
+    "{\"task\": \"sst2\", \"q\": 2, \"batch\": 2, \"lr\": 0.05, \"eps\": 0.01, \"seed\": 3,"
+    " \"eval_every\": 0, \"loss\": \"full\", \"adapter\": {\"rank\": 4, \"layers\": [28, 29]}}";
+static const char train_jsonl[] =
+    "{\"sentence\": \"it 's a charming and often affecting journey . \", \"label\": 1}\n"
+    "{\"sentence\": \"unflinchingly bleak and desperate \", \"label\": 0}\n"
+    "\n"
+    "{\"sentence\": \"the acting , costumes , music , cinematography and sound are all astounding . \", \"label\": 1}\r\n"
+    "{\"sentence\": \"it 's slow -- very , very slow . \", \"label\": 0}";
+static const char dev_jsonl[] =
+    "{\"sentence\": \"a gorgeous , witty , seductive movie . \", \"label\": 1}\n"
+    "{\"sentence\": \"the movie is a dull , dumb mess . \", \"label\": 0}\n";
+static const char step_jsonl[] =
+    "{\"sentence\": \"a warm , funny , engaging film . \", \"label\": 1}\n"
+    "{\"sentence\": \"a sour little movie . \", \"label\": 0}\n";
+
+struct progress_log {
+    int calls;
+    int stop_at;
+    uint64_t last_step;
+    int sane;
+    prge_model *m;     /* when set, the callback also uses the model and the trainer */
+    prge_trainer *t;
+    int reentry_ok;
+};
+
+static int on_progress(const prge_progress *p, void *user) {
+    struct progress_log *log = (struct progress_log *)user;
+    log->calls++;
+    if (!(p->step == log->last_step + 1 && isfinite(p->train_loss) && p->train_loss > 0 &&
+          p->elapsed_s >= 0 && (p->evaluated == 0 || p->evaluated == 1)))
+        log->sane = 0;
+    log->last_step = p->step;
+    if (log->m) {
+        /* The model is free while its trainer runs: same logits as before training started. */
+        float *out = (float *)malloc(sizeof(float) * N_VOCAB);
+        if (!last_logits(log->m, NULL, out) || memcmp(out, base_logits, sizeof(float) * N_VOCAB) != 0)
+            log->reentry_ok = 0;
+        free(out);
+        /* The trainer itself is busy: an error, not a deadlock; n_steps still answers. */
+        uint64_t steps = 0;
+        if (prge_trainer_step(log->t, step_jsonl, strlen(step_jsonl), NULL, 0, NULL) != PRGE_ERR_STATE ||
+            strstr(prge_last_error(), "busy") == NULL)
+            log->reentry_ok = 0;
+        if (prge_trainer_n_steps(log->t, &steps) != PRGE_OK || steps != p->step) log->reentry_ok = 0;
+    }
+    return log->stop_at != 0 && log->calls >= log->stop_at;
+}
+
+static prge_trainer *new_trainer(prge_model *m, const prge_adapter *a) {
+    prge_trainer *t = NULL;
+    prge_status s = prge_trainer_create(m, a, trainer_config, &t);
+    CHECK(s == PRGE_OK && t != NULL, "trainer_create: %s", prge_last_error());
+    if (t) {
+        size_t n = 0;
+        EXPECT_OK(prge_trainer_add_jsonl(t, PRGE_SPLIT_TRAIN, train_jsonl, strlen(train_jsonl), &n));
+        CHECK(n == 4, "added %zu training examples", n);
+        EXPECT_OK(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, dev_jsonl, strlen(dev_jsonl), &n));
+        CHECK(n == 2, "added %zu dev examples", n);
+    }
+    return t;
+}
+
+static void test_trainer(prge_model *m) {
+    float *logits = (float *)malloc(sizeof(float) * N_VOCAB);
+    float *again = (float *)malloc(sizeof(float) * N_VOCAB);
+    char dir[] = "/tmp/prge-capi-train-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char ckpt[128], saved[128];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.gguf", dir);
+    snprintf(saved, sizeof saved, "%s/trained.gguf", dir);
+
+    /* The trainer copies the adapter it is given: freeing that one right away is fine. */
+    prge_adapter *init = NULL;
+    EXPECT_OK(prge_adapter_create(m, "{\"rank\": 4, \"layers\": [28, 29]}", &init));
+    prge_trainer *t = new_trainer(m, init);
+    EXPECT_OK(prge_adapter_free(init));
+    if (!t) return;
+
+    uint64_t steps = 99;
+    EXPECT_OK(prge_trainer_n_steps(t, &steps));
+    CHECK(steps == 0, "fresh trainer at step %llu", (unsigned long long)steps);
+
+    /* One P-RGE step: 2q = 4 finite losses, and B moves. */
+    float losses[8];
+    size_t nl = 0;
+    for (int i = 0; i < 8; i++) losses[i] = -1;
+    EXPECT_OK(prge_trainer_step(t, step_jsonl, strlen(step_jsonl), losses, 8, &nl));
+    CHECK(nl == 4, "a q = 2 step gave %zu losses", nl);
+    int finite = 1;
+    for (size_t i = 0; i < 4; i++) finite &= isfinite(losses[i]) && losses[i] > 0;
+    CHECK(finite && losses[4] == -1, "losses %g %g %g %g", losses[0], losses[1], losses[2], losses[3]);
+    CHECK(losses[0] != losses[2], "L+ and L- are equal: no perturbation?");
+    EXPECT_OK(prge_trainer_step(t, step_jsonl, strlen(step_jsonl), NULL, 0, &nl));
+    CHECK(nl == 0, "losses skipped, yet n_losses %zu", nl);
+    EXPECT_OK(prge_trainer_n_steps(t, &steps));
+    CHECK(steps == 2, "after two steps: %llu", (unsigned long long)steps);
+
+    prge_adapter *cur = NULL;
+    EXPECT_OK(prge_trainer_get_adapter(t, PRGE_ADAPTER_CURRENT, &cur));
+    CHECK(last_logits(m, cur, logits), "forward with the trained adapter: %s", prge_last_error());
+    float moved = max_abs_diff(logits, base_logits, N_VOCAB);
+    CHECK(moved > 0 && isfinite(moved), "two steps moved the logits by %g", moved);
+    /* A trained adapter (B != 0) saved and loaded: identical logits. */
+    EXPECT_OK(prge_adapter_save(cur, saved));
+    prge_adapter *loaded = NULL;
+    EXPECT_OK(prge_adapter_load(m, saved, &loaded));
+    CHECK(last_logits(m, loaded, again) && memcmp(logits, again, sizeof(float) * N_VOCAB) == 0,
+          "trained adapter: save/load changed the logits by %g", max_abs_diff(logits, again, N_VOCAB));
+    EXPECT_OK(prge_adapter_free(loaded));
+    EXPECT_OK(prge_adapter_free(cur));
+
+    float acc = -1, loss = -1;
+    size_t n = 0;
+    EXPECT_OK(prge_trainer_evaluate(t, PRGE_SPLIT_DEV, &acc, &loss, &n));
+    CHECK(n == 2 && acc >= 0 && acc <= 1 && isfinite(loss) && loss > 0, "dev: acc %g loss %g n %zu", acc, loss, n);
+    EXPECT_OK(prge_trainer_evaluate(t, PRGE_SPLIT_TRAIN, NULL, NULL, &n));
+    CHECK(n == 4, "train set has %zu examples", n);
+
+    /* Checkpoint at step 2, train 2 more steps; a second trainer resumed from the checkpoint
+     * and trained the same 2 steps must end bit for bit where the first did. */
+    EXPECT_OK(prge_trainer_save_checkpoint(t, ckpt));
+    struct progress_log plog = {0, 0, 2, 1, m, t, 1};
+    EXPECT_OK(prge_trainer_train(t, 2, 0, on_progress, &plog));
+    CHECK(plog.calls == 2 && plog.sane, "progress: %d calls, sane %d", plog.calls, plog.sane);
+    CHECK(plog.reentry_ok, "calls from the progress callback misbehaved");
+    EXPECT_OK(prge_trainer_n_steps(t, &steps));
+    CHECK(steps == 4, "after train(2): %llu", (unsigned long long)steps);
+    EXPECT_OK(prge_trainer_get_adapter(t, PRGE_ADAPTER_CURRENT, &cur));
+    CHECK(last_logits(m, cur, logits), "forward: %s", prge_last_error());
+    EXPECT_OK(prge_adapter_free(cur));
+    prge_adapter *best = NULL;
+    EXPECT_OK(prge_trainer_get_adapter(t, PRGE_ADAPTER_BEST, &best));
+    EXPECT_OK(prge_adapter_free(best));
+
+    prge_trainer *r = new_trainer(m, NULL);
+    if (r) {
+        EXPECT_OK(prge_trainer_load_checkpoint(r, ckpt));
+        EXPECT_OK(prge_trainer_n_steps(r, &steps));
+        CHECK(steps == 2, "resumed at step %llu", (unsigned long long)steps);
+        EXPECT_OK(prge_trainer_train(r, 2, 0, NULL, NULL));
+        EXPECT_OK(prge_trainer_get_adapter(r, PRGE_ADAPTER_CURRENT, &cur));
+        CHECK(last_logits(m, cur, again) && memcmp(logits, again, sizeof(float) * N_VOCAB) == 0,
+              "resumed training differs by %g in the logits", max_abs_diff(logits, again, N_VOCAB));
+        EXPECT_OK(prge_adapter_free(cur));
+
+        /* A callback that stops: PRGE_ERR_CANCELLED after finishing that step. */
+        struct progress_log stop = {0, 1, 4, 1, NULL, NULL, 1};
+        EXPECT_ERR(prge_trainer_train(r, 5, 0, on_progress, &stop), PRGE_ERR_CANCELLED, "progress callback");
+        EXPECT_OK(prge_trainer_n_steps(r, &steps));
+        CHECK(stop.calls == 1 && steps == 5, "cancelled run: %d calls, step %llu", stop.calls,
+              (unsigned long long)steps);
+        EXPECT_OK(prge_trainer_free(r));
+    }
+
+    /* ---- misuse */
+    prge_trainer *x = (prge_trainer *)(uintptr_t)1;
+    static const struct { const char *json; prge_status want; const char *needle; } bad[] = {
+        {"{\"q\": \"two\"}", PRGE_ERR_FORMAT, "json_config: $.q: expected number"},
+        {"{\"q\": 0}", PRGE_ERR_FORMAT, "$.q: 0 is out of range"},
+        {"{\"colour\": 1}", PRGE_ERR_FORMAT, "$.colour: unknown key"},
+        {"{\"estimator\": \"adam\"}", PRGE_ERR_FORMAT, "$.estimator: unknown value 'adam'"},
+        {"{\"adapter\": {\"rank\": 0}}", PRGE_ERR_FORMAT, "$.adapter.rank"},
+        {"{\"task\": \"nope\"}", PRGE_ERR_FORMAT, "unknown task 'nope'"},
+        {"{\"task\": {\"template\": \"{sentence} It was\", \"labels\": [\" great\", \" very bad\"]}}",
+         PRGE_ERR_INVALID_ARGUMENT, "exactly one token"},
+        {"{\"lr\": 1e-3", PRGE_ERR_FORMAT, "json_config: JSON syntax error"},
+        {"\xfe", PRGE_ERR_INVALID_ARGUMENT, "UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        x = (prge_trainer *)(uintptr_t)1;
+        EXPECT_ERR(prge_trainer_create(m, NULL, bad[i].json, &x), bad[i].want, bad[i].needle);
+        CHECK(x == NULL, "*out must be NULL after a failed create (%s)", bad[i].json);
+    }
+    EXPECT_ERR(prge_trainer_create(m, NULL, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(prge_trainer_create(m, (const prge_adapter *)t, NULL, &x), PRGE_ERR_INVALID_ARGUMENT,
+               "is a prge_trainer, not a prge_adapter");
+
+    size_t before = 0, added = 77;
+    EXPECT_OK(prge_trainer_evaluate(t, PRGE_SPLIT_DEV, NULL, NULL, &before));
+    static const char broken[] = "{\"sentence\": \"fine\", \"label\": 1}\n{\"sentence\": \"x\", \"label\": 1}\n{\"sentence\": ";
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, broken, strlen(broken), &added), PRGE_ERR_FORMAT, "jsonl:3");
+    static const char nolabel[] = "{\"sentence\": \"fine\", \"label\": 1}\n{\"sentence\": \"x\"}\n";
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, nolabel, strlen(nolabel), &added), PRGE_ERR_FORMAT,
+               "jsonl:2: $.label: missing");
+    static const char badlabel[] = "{\"sentence\": \"fine\", \"label\": 7}\n";
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, badlabel, strlen(badlabel), &added), PRGE_ERR_FORMAT,
+               "$.label: 7 is out of range");
+    static const char array_line[] = "[1, 2]\n";
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, array_line, strlen(array_line), &added), PRGE_ERR_FORMAT,
+               "jsonl:1: expected a JSON object");
+    CHECK(added == 77, "a failed add must not write n_added");
+    EXPECT_OK(prge_trainer_evaluate(t, PRGE_SPLIT_DEV, NULL, NULL, &n));
+    CHECK(n == before, "a failed add changed the dev set: %zu -> %zu", before, n);
+    EXPECT_ERR(prge_trainer_add_jsonl(t, 2, dev_jsonl, strlen(dev_jsonl), NULL), PRGE_ERR_INVALID_ARGUMENT, "split 2");
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, NULL, 5, NULL), PRGE_ERR_INVALID_ARGUMENT, "jsonl");
+    EXPECT_ERR(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, "{\"sentence\": \"\xff\"}", 17, NULL),
+               PRGE_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_OK(prge_trainer_add_jsonl(t, PRGE_SPLIT_DEV, NULL, 0, &added));
+    CHECK(added == 0, "empty JSONL added %zu", added);
+
+    EXPECT_OK(prge_trainer_n_steps(t, &steps));
+    uint64_t steps_before = steps;
+    EXPECT_ERR(prge_trainer_step(t, step_jsonl, strlen(step_jsonl), losses, 3, &nl), PRGE_ERR_BUFFER_TOO_SMALL,
+               "room for 3");
+    CHECK(nl == 4, "a too-small losses buffer should report the 4 needed, got %zu", nl);
+    EXPECT_ERR(prge_trainer_step(t, step_jsonl, strlen(step_jsonl), NULL, 4, &nl), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+    EXPECT_ERR(prge_trainer_step(t, "", 0, losses, 8, &nl), PRGE_ERR_INVALID_ARGUMENT, "no examples");
+    EXPECT_ERR(prge_trainer_step(t, "{\"sentence\": 5}", 15, losses, 8, &nl), PRGE_ERR_FORMAT, "jsonl:1");
+    EXPECT_ERR(prge_trainer_step(t, step_jsonl, SIZE_MAX, losses, 8, &nl), PRGE_ERR_INVALID_ARGUMENT, "too large");
+    EXPECT_OK(prge_trainer_n_steps(t, &steps));
+    CHECK(steps == steps_before, "failed steps changed the step count");
+
+    EXPECT_ERR(prge_trainer_train(t, 0, 0, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "both 0");
+    EXPECT_ERR(prge_trainer_train(t, UINT64_MAX, 0, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "over the limit");
+    EXPECT_ERR(prge_trainer_train(t, 1, -1, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "max_seconds");
+    EXPECT_ERR(prge_trainer_train(t, 1, INFINITY, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "max_seconds");
+    EXPECT_ERR(prge_trainer_train(t, 1, NAN, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, "max_seconds");
+    EXPECT_ERR(prge_trainer_evaluate(t, 5, &acc, &loss, &n), PRGE_ERR_INVALID_ARGUMENT, "split 5");
+    EXPECT_ERR(prge_trainer_evaluate(t, PRGE_SPLIT_DEV, (float *)((char *)losses + 1), &loss, &n),
+               PRGE_ERR_INVALID_ARGUMENT, "aligned");
+    EXPECT_ERR(prge_trainer_get_adapter(t, 2, &cur), PRGE_ERR_INVALID_ARGUMENT, "which 2");
+    EXPECT_ERR(prge_trainer_get_adapter(t, PRGE_ADAPTER_BEST, NULL), PRGE_ERR_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(prge_trainer_save_checkpoint(t, "/nonexistent/dir/c.gguf"), PRGE_ERR_IO, "/nonexistent/dir");
+    EXPECT_ERR(prge_trainer_save_checkpoint(t, NULL), PRGE_ERR_INVALID_ARGUMENT, "path");
+    EXPECT_ERR(prge_trainer_load_checkpoint(t, "/nonexistent/c.gguf"), PRGE_ERR_IO, "/nonexistent/c.gguf");
+    EXPECT_ERR(prge_trainer_load_checkpoint(t, saved), PRGE_ERR_FORMAT, saved); /* an adapter, not a checkpoint */
+    EXPECT_ERR(prge_trainer_load_checkpoint(t, "\xc3\x28"), PRGE_ERR_INVALID_ARGUMENT, "UTF-8");
+    EXPECT_ERR(prge_trainer_n_steps(t, NULL), PRGE_ERR_INVALID_ARGUMENT, "NULL");
+
+    /* Wrong-type, made-up and freed handles. */
+    prge_trainer *handles[3];
+    const char *needles[3] = {"is a prge_model, not a prge_trainer", "not live", "not live"};
+    handles[0] = (prge_trainer *)m;
+    handles[1] = (prge_trainer *)(uintptr_t)0x7777;
+    EXPECT_OK(prge_trainer_free(t));
+    handles[2] = t;
+    for (int i = 0; i < 3; i++) {
+        prge_trainer *h = handles[i];
+        const char *nd = needles[i];
+        EXPECT_ERR(prge_trainer_add_jsonl(h, 0, dev_jsonl, strlen(dev_jsonl), NULL), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_step(h, step_jsonl, strlen(step_jsonl), NULL, 0, NULL), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_train(h, 1, 0, NULL, NULL), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_evaluate(h, 1, &acc, &loss, &n), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_get_adapter(h, 0, &cur), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_save_checkpoint(h, ckpt), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_load_checkpoint(h, ckpt), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_n_steps(h, &steps), PRGE_ERR_INVALID_ARGUMENT, nd);
+        EXPECT_ERR(prge_trainer_free(h), PRGE_ERR_INVALID_ARGUMENT, nd);
+    }
+    EXPECT_ERR(prge_trainer_n_steps(NULL, &steps), PRGE_ERR_INVALID_ARGUMENT, "prge_trainer handle is NULL");
+    EXPECT_OK(prge_trainer_free(NULL));
+
+    unlink(ckpt);
+    unlink(saved);
+    rmdir(dir);
+    free(logits);
+    free(again);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s MODEL.gguf\n", argv[0]);
@@ -912,6 +1176,7 @@ int main(int argc, char **argv) {
     test_adapters(m);
     test_classify(m);
     test_generate(m);
+    test_trainer(m);
     test_forward_threads(m);
 
     prge_model_params p;

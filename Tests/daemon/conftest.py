@@ -39,7 +39,7 @@ def base_config(tmp, **over):
         "model": str(MODEL),
         "threads": 2,
         "trainer": TRAINER,
-        "training": {"checkpoint_every_s": 0.5, "slice_steps": 1},
+        "training": {"refresh_every_s": 0.3, "checkpoint_every_s": 0.5},
         "limits": {"max_request_bytes": 65536, "max_clients": 64, "max_generate_tokens": 16},
         "log_level": "info",
     }

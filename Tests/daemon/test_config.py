@@ -89,3 +89,12 @@ def test_daemon_refuses_to_start_with_a_bad_config(tmp):
 def test_usage(tmp):
     p = subprocess.run([str(PRGED)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "usage" in p.stderr
+
+
+def test_packaged_example_config_is_valid(tmp):
+    """packaging/prged.example.json, with its paths pointed at this machine."""
+    from conftest import MODEL, ROOT
+    cfg = json.loads((ROOT / "packaging/prged.example.json").read_text())
+    cfg.update(socket=str(tmp / "s.sock"), state_dir=str(tmp / "state"), model=str(MODEL))
+    rc, out = check(tmp, cfg)
+    assert rc == 0, out

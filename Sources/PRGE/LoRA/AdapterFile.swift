@@ -12,7 +12,7 @@
 //   prge.rank u32, prge.seed u64, prge.targets [string] (short names), prge.layers [i32]
 //   (absent = all layers), prge.rng_version u32, then `LoRAAdapter.metadata` (step, η, ε, …).
 // A file without prge.rank is foreign: rank comes from the tensor shapes, α from
-// adapter.lora.alpha (absent: α = rank, i.e. scale 1, which is what llama.cpp does then), and
+// adapter.lora.alpha (absent or 0: α = rank, i.e. scale 1, which is what llama.cpp does then), and
 // A and B both from the file. A foreign adapter may adapt any set of (layer, projection) pairs,
 // not a full targets × layers grid; prge.targets / prge.layers then list the union, and the
 // slots are exactly the pairs in the file. A always comes from the file, also for prge's own adapters: it is
@@ -95,6 +95,11 @@ public enum AdapterFile {
         guard f["adapter.type"]?.string == "lora" else { throw fail("not a LoRA adapter (adapter.type is not \"lora\")") }
         let arch = try f.string("general.architecture")
         guard arch == architecture else { throw fail("adapter is for architecture '\(arch)', the model is '\(architecture)'") }
+        // An activated LoRA (convert_lora_to_gguf writes this key from a PEFT aLoRA config):
+        // llama.cpp applies it only after the invocation tokens, prge would apply it everywhere.
+        guard f["adapter.alora.invocation_tokens"] == nil else {
+            throw PRGEError.unsupported("\(file): activated LoRA (adapter.alora.invocation_tokens) is not supported")
+        }
 
         let pairs = try tensorPairs(f, nLayer: nLayer, fail)
         guard !pairs.isEmpty else { throw fail("no lora_a/lora_b tensors") }
@@ -174,8 +179,9 @@ public enum AdapterFile {
                                       _ fail: (String) -> PRGEError) throws -> (LoRAConfig, [(String, GGUFValue)]) {
         var c = LoRAConfig()
         c.rank = rank
-        if let v = f["adapter.lora.alpha"] {
-            guard let a = v.double, Float(a).isFinite, a > 0 else { throw fail("adapter.lora.alpha \(v) must be a number > 0") }
+        // llama.cpp's rule: α = 0 (or absent) means scale 1, which is α = rank here.
+        if let v = f["adapter.lora.alpha"], v.double != 0 {
+            guard let a = v.double, Float(a).isFinite, a > 0 else { throw fail("adapter.lora.alpha \(v) must be a number ≥ 0") }
             c.alpha = Float(a)
         } else {
             c.alpha = Float(rank)

@@ -12,7 +12,7 @@ public struct EvalResult: Sendable, Equatable {
     public var n: Int
 
     public var json: JSONValue {
-        .object([("accuracy", accuracy.isNaN ? .null : .float(accuracy)), ("loss", .float(loss)), ("n", .number(Double(n)))])
+        .object([("accuracy", accuracy.isNaN ? .null : .float(accuracy)), ("n", .number(Double(n))), ("loss", .float(loss))])
     }
 }
 

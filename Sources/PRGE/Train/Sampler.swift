@@ -35,7 +35,8 @@ public final class Sampler {
         let s = RNGKey(seed: seed, step: UInt64(epoch), query: Self.query, tensor: 0).stream
         var i = n - 1
         while i > 0 {
-            let w = philox4x32_10(SIMD4(UInt32(truncatingIfNeeded: i / 4), UInt32(truncatingIfNeeded: i / 4 >> 32), s[2], s[3]), s[0], s[1])[i % 4]
+            let block = UInt64(i / 4)
+            let w = philox4x32_10(SIMD4(UInt32(truncatingIfNeeded: block), UInt32(truncatingIfNeeded: block >> 32), s[2], s[3]), s[0], s[1])[i % 4]
             let j = Int((UInt64(w) * UInt64(i + 1)) >> 32)
             perm.swapAt(i, j)
             i -= 1

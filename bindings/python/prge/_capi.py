@@ -6,8 +6,9 @@ are module constants. Nothing here converts, checks or raises on a status: that 
 the Pythonic layer (:mod:`prge.model`, :mod:`prge.adapter`, :mod:`prge.trainer`). Handles are
 opaque tokens, so they are ``c_void_p`` values (``None`` is NULL).
 
-The library is found and loaded by :mod:`prge._loader` when this module is imported; a symbol
-the loaded library lacks becomes a function that raises :class:`prge.errors.LibraryError`.
+The library is found and loaded by :mod:`prge._loader` when this module is imported, and its
+``prge_abi_version()`` must equal :data:`ABI_VERSION` (else :class:`prge.errors.LibraryError`).
+A symbol the loaded library lacks becomes a function that raises that error when called.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class prge_progress(Structure):
 
 
 # typedef int (*prge_progress_fn)(const prge_progress *progress, void *user_data);
+# NULL is prge_progress_fn() (ctypes refuses None for a function pointer argument). Keep a
+# callback object referenced for as long as the library may call it.
 prge_progress_fn = CFUNCTYPE(c_int, POINTER(prge_progress), c_void_p)
 
 # ---- Functions -----------------------------------------------------------------------------
@@ -350,7 +353,9 @@ prge_trainer_load_checkpoint = _declare(
 )
 
 # prge_status prge_trainer_n_steps(const prge_trainer *trainer, uint64_t *out);
-prge_trainer_n_steps = _declare("prge_trainer_n_steps", prge_status, [prge_trainer_p, POINTER(c_uint64)])
+prge_trainer_n_steps = _declare(
+    "prge_trainer_n_steps", prge_status, [prge_trainer_p, POINTER(c_uint64)]
+)
 
 
 def last_error() -> str:

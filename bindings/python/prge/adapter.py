@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 def _model_handle(model: "Model") -> int:
+    """The handle of a model argument (imported here: the model module imports this one)."""
     from .model import Model
 
     if not isinstance(model, Model):
@@ -57,11 +58,17 @@ class Adapter(Owner):
         ``None`` take the library's defaults (rank 16, alpha 32, all seven projections
         ``"q","k","v","o","gate","up","down"`` of every layer, seed 0)."""
         handle = _model_handle(model)
-        given = {"rank": rank, "alpha": alpha, "targets": targets, "layers": layers, "seed": seed}
         options: Dict[str, Any] = {}
-        for key, value in given.items():
-            if value is not None:
-                options[key] = list(value) if key in ("targets", "layers") else value
+        if rank is not None:
+            options["rank"] = rank
+        if alpha is not None:
+            options["alpha"] = alpha
+        if targets is not None:
+            options["targets"] = list(targets)
+        if layers is not None:
+            options["layers"] = list(layers)
+        if seed is not None:
+            options["seed"] = seed
         out = c_void_p()
         check(_capi.prge_adapter_create(handle, json.dumps(options).encode("utf-8"), byref(out)))
         return cls._wrap(model, out.value)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import operator
 from ctypes import POINTER, byref, c_char_p, c_float, c_int32, c_size_t, c_void_p
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import _capi
 from ._common import Owner, PathLike, check, path_arg, read_text, text_arg
-
-if TYPE_CHECKING:
-    from .adapter import Adapter
+from .adapter import Adapter
 
 try:
     import numpy
@@ -24,7 +22,8 @@ NUMERIC_MODES = {"fp32": _capi.PRGE_NUMERIC_FP32, "bf16": _capi.PRGE_NUMERIC_BF1
 
 _INT32_MAX = 2**31 - 1
 
-Tokens = Sequence[int]
+#: Token ids: a list of ints, or any iterable of them (a numpy int array, ...).
+Tokens = Iterable[int]
 #: What :meth:`Model.forward` returns: a ``(n_outputs, n_vocab)`` float32 array with numpy,
 #: a list of ``n_outputs`` lists of ``n_vocab`` floats without.
 Logits = Any
@@ -58,7 +57,9 @@ def _token_ids(tokens: object, what: str) -> List[int]:
     try:
         items = list(tokens)  # type: ignore[call-overload]
     except TypeError:
-        raise TypeError(f"{what} must be a sequence of token ids, not {type(tokens).__name__}") from None
+        raise TypeError(
+            f"{what} must be a sequence of token ids, not {type(tokens).__name__}"
+        ) from None
     ids = []
     for i, token in enumerate(items):
         try:
@@ -79,10 +80,8 @@ def _int32(value: object, what: str) -> int:
     return number
 
 
-def _adapter_handle(adapter: Optional["Adapter"]) -> Optional[int]:
+def _adapter_handle(adapter: Optional[Adapter]) -> Optional[int]:
     """The handle of an optional adapter argument (``None``: the base model)."""
-    from .adapter import Adapter
-
     if adapter is None:
         return None
     if not isinstance(adapter, Adapter):
@@ -106,8 +105,12 @@ class Model(Owner):
         super().__init__(None)
         raw_path = path_arg(path, "path")
         if numeric_mode not in NUMERIC_MODES:
-            raise ValueError(f"numeric_mode must be one of {sorted(NUMERIC_MODES)}, not {numeric_mode!r}")
-        params = _capi.prge_model_params(_int32(n_threads, "n_threads"), NUMERIC_MODES[numeric_mode])
+            raise ValueError(
+                f"numeric_mode must be one of {sorted(NUMERIC_MODES)}, not {numeric_mode!r}"
+            )
+        params = _capi.prge_model_params(
+            _int32(n_threads, "n_threads"), NUMERIC_MODES[numeric_mode]
+        )
         handle = c_void_p()
         check(_capi.prge_model_load(raw_path, byref(params), byref(handle)))
         self._handle = handle.value
@@ -152,7 +155,9 @@ class Model(Owner):
     def architecture(self) -> str:
         """The architecture name from the GGUF metadata (e.g. ``"llama"``)."""
         handle = self.handle
-        return read_text(lambda buf, size, length: _capi.prge_model_architecture(handle, buf, size, length))
+        return read_text(
+            lambda buf, size, length: _capi.prge_model_architecture(handle, buf, size, length)
+        )
 
     def meta(self, key: str) -> str:
         """A scalar GGUF metadata value as text (strings as they are, numbers in decimal,
@@ -165,18 +170,24 @@ class Model(Owner):
 
     # ---- Tokens -----------------------------------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = False) -> List[int]:
+    def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = False
+    ) -> List[int]:
         """Token ids of ``text``. ``add_special`` adds BOS/EOS as the model's metadata says;
         ``parse_special`` turns special-token text such as ``"<|im_start|>"`` into its token."""
         handle, raw = self.handle, text_arg(text, "text")
         count = c_size_t()
         cap = len(raw) + 2  # at most one token per byte, plus BOS and EOS
         ids = (c_int32 * cap)()
-        status = _capi.prge_tokenize(handle, raw, len(raw), int(add_special), int(parse_special), ids, cap, byref(count))
+        status = _capi.prge_tokenize(
+            handle, raw, len(raw), int(add_special), int(parse_special), ids, cap, byref(count)
+        )
         if status == _capi.PRGE_ERR_BUFFER_TOO_SMALL:
             cap = count.value
             ids = (c_int32 * cap)()
-            status = _capi.prge_tokenize(handle, raw, len(raw), int(add_special), int(parse_special), ids, cap, byref(count))
+            status = _capi.prge_tokenize(
+                handle, raw, len(raw), int(add_special), int(parse_special), ids, cap, byref(count)
+            )
         check(status)
         return ids[: count.value]
 
@@ -185,7 +196,9 @@ class Model(Owner):
         handle, ids = self.handle, _token_ids(tokens, "tokens")
         array = (c_int32 * len(ids))(*ids)
         return read_text(
-            lambda buf, size, length: _capi.prge_detokenize(handle, array, len(ids), buf, size, length),
+            lambda buf, size, length: _capi.prge_detokenize(
+                handle, array, len(ids), buf, size, length
+            ),
             guess=16 * len(ids) + 16,
         )
 
@@ -193,9 +206,9 @@ class Model(Owner):
 
     def forward(
         self,
-        tokens: Union[Tokens, Sequence[Tokens]],
+        tokens: Union[Tokens, Iterable[Tokens]],
         *,
-        adapter: Optional["Adapter"] = None,
+        adapter: Optional[Adapter] = None,
         outputs: Union[str, Sequence[Tuple[int, int]]] = "last",
     ) -> Logits:
         """Runs one forward pass and returns logits, one row per output.
@@ -224,7 +237,15 @@ class Model(Owner):
         n_vocab = self._n_vocab
         if numpy is not None:
             logits = numpy.empty((len(pairs), n_vocab), dtype=numpy.float32)
-            check(_capi.prge_forward(handle, adapter_handle, byref(batch), logits.ctypes.data_as(POINTER(c_float)), logits.size))
+            check(
+                _capi.prge_forward(
+                    handle,
+                    adapter_handle,
+                    byref(batch),
+                    logits.ctypes.data_as(POINTER(c_float)),
+                    logits.size,
+                )
+            )
             return logits
         flat = (c_float * (len(pairs) * n_vocab))()
         check(_capi.prge_forward(handle, adapter_handle, byref(batch), flat, len(flat)))
@@ -247,29 +268,47 @@ class Model(Owner):
     def _outputs(sequences: List[List[int]], outputs: object) -> List[Tuple[int, int]]:
         """The ``(sequence, position)`` pairs that ``outputs`` names."""
         if outputs == "last":
-            return [(i, len(seq) - 1) for i, seq in enumerate(sequences) if seq]
+            empty = [i for i, seq in enumerate(sequences) if not seq]
+            if empty:
+                raise ValueError(f"tokens[{empty[0]}] is empty: it has no last position")
+            return [(i, len(seq) - 1) for i, seq in enumerate(sequences)]
         if outputs == "all":
             return [(i, p) for i, seq in enumerate(sequences) for p in range(len(seq))]
         if isinstance(outputs, str):
-            raise ValueError(f"outputs must be 'last', 'all' or (sequence, position) pairs, not {outputs!r}")
+            raise ValueError(
+                f"outputs must be 'last', 'all' or (sequence, position) pairs, not {outputs!r}"
+            )
         try:
-            return [(operator.index(s), operator.index(p)) for s, p in outputs]  # type: ignore[attr-defined]
+            given = list(outputs)  # type: ignore[call-overload]
+            pairs = [(operator.index(s), operator.index(p)) for s, p in given]
         except (TypeError, ValueError):
-            raise TypeError("outputs must be 'last', 'all' or a list of (sequence, position) int pairs") from None
+            raise TypeError(
+                "outputs must be 'last', 'all' or a list of (sequence, position) int pairs"
+            ) from None
+        negative = [pair for pair in pairs if min(pair) < 0]
+        if negative:
+            raise ValueError(f"outputs {negative[0]} has a negative index")
+        return pairs
 
     # ---- Generation and classification ------------------------------------------------------
 
-    def generate(self, prompt: str, n_predict: int = 32, *, adapter: Optional["Adapter"] = None) -> str:
+    def generate(
+        self, prompt: str, n_predict: int = 32, *, adapter: Optional[Adapter] = None
+    ) -> str:
         """Greedy continuation of ``prompt`` by at most ``n_predict`` tokens (stops at EOS);
         returns the generated text only."""
         handle, adapter_handle = self.handle, _adapter_handle(adapter)
         raw, n = text_arg(prompt, "prompt"), _int32(n_predict, "n_predict")
         return read_text(
-            lambda buf, size, length: _capi.prge_generate(handle, adapter_handle, raw, n, buf, size, length),
+            lambda buf, size, length: _capi.prge_generate(
+                handle, adapter_handle, raw, n, buf, size, length
+            ),
             guess=32 * max(n, 0) + 64,  # generation is costly: size the buffer to need no retry
         )
 
-    def classify(self, prompt: str, labels: Sequence[str], *, adapter: Optional["Adapter"] = None) -> Classification:
+    def classify(
+        self, prompt: str, labels: Sequence[str], *, adapter: Optional[Adapter] = None
+    ) -> Classification:
         """Scores ``labels`` (each one token, e.g. ``" great"``) as continuations of ``prompt``
         by their full-vocabulary log-probability at the last prompt position."""
         handle, adapter_handle = self.handle, _adapter_handle(adapter)
@@ -277,8 +316,14 @@ class Model(Owner):
         if isinstance(labels, str):
             raise TypeError("labels must be a list of str, not one str")
         names = tuple(labels)
-        raw_labels = (c_char_p * len(names))(*(text_arg(label, f"labels[{i}]") for i, label in enumerate(names)))
+        raw_labels = (c_char_p * len(names))(
+            *(text_arg(label, f"labels[{i}]") for i, label in enumerate(names))
+        )
         scores = (c_float * len(names))()
         best = c_size_t()
-        check(_capi.prge_classify(handle, adapter_handle, raw, raw_labels, len(names), scores, byref(best)))
+        check(
+            _capi.prge_classify(
+                handle, adapter_handle, raw, raw_labels, len(names), scores, byref(best)
+            )
+        )
         return Classification(names, tuple(scores), best.value)

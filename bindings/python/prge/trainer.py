@@ -6,7 +6,7 @@ import json
 import math
 import operator
 import os
-from ctypes import POINTER, byref, c_float, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_float, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, Union
 
@@ -15,13 +15,15 @@ from ._common import Owner, PathLike, check, path_arg
 from .adapter import Adapter, _model_handle
 
 if TYPE_CHECKING:
+    from ctypes import _Pointer
+
     from .model import Model
 
 #: Split names for :meth:`Trainer.add_examples` and :meth:`Trainer.evaluate`.
 SPLITS = {"train": _capi.PRGE_SPLIT_TRAIN, "dev": _capi.PRGE_SPLIT_DEV}
 
-# Room for the losses of one step when the config does not say q: 2q floats for q up to 256.
-_DEFAULT_LOSSES_CAP = 512
+# Room for one step's 2q losses before the first step says how many there are (q up to 16).
+_LOSSES_GUESS = 32
 
 #: A trainer configuration: a dict, JSON text, or an ``os.PathLike`` to a JSON file.
 Config = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
@@ -110,15 +112,6 @@ def _config_text(config: Config) -> str:
     raise TypeError(f"config must be a dict, JSON text or a path, not {type(config).__name__}")
 
 
-def _losses_cap(config_text: str) -> int:
-    """Room for one step's 2q losses: from the config's q when it gives one."""
-    try:
-        q = json.loads(config_text).get("q") if config_text else None
-    except (ValueError, AttributeError):  # malformed: the library reports it at create
-        q = None
-    return 2 * q if isinstance(q, int) and q > 0 else _DEFAULT_LOSSES_CAP
-
-
 def _jsonl(examples: Iterable[Mapping[str, Any]]) -> bytes:
     """Examples (dicts) as JSONL text, one object per line."""
     if isinstance(examples, (str, bytes, Mapping)):
@@ -151,7 +144,9 @@ class Trainer(Owner):
             a fresh one from the config's ``adapter`` options.
     """
 
-    def __init__(self, model: "Model", config: Config = None, *, adapter: Optional[Adapter] = None) -> None:
+    def __init__(
+        self, model: "Model", config: Config = None, *, adapter: Optional[Adapter] = None
+    ) -> None:
         super().__init__(None)
         handle = _model_handle(model)
         if adapter is not None and not isinstance(adapter, Adapter):
@@ -160,12 +155,15 @@ class Trainer(Owner):
         out = c_void_p()
         check(
             _capi.prge_trainer_create(
-                handle, None if adapter is None else adapter.handle, text.encode("utf-8"), byref(out)
+                handle,
+                None if adapter is None else adapter.handle,
+                text.encode("utf-8"),
+                byref(out),
             )
         )
         self._handle = out.value
         self.model = model
-        self._losses_cap = _losses_cap(text)
+        self._n_losses = _LOSSES_GUESS
 
     def _release(self, handle: int) -> int:
         return int(_capi.prge_trainer_free(handle))
@@ -200,9 +198,16 @@ class Trainer(Owner):
         """One P-RGE step on ``examples`` (dicts, not added to any set); returns the 2q losses
         L+_1..L+_q, L-_1..L-_q."""
         handle, text = self.handle, _jsonl(examples)
-        losses = (c_float * self._losses_cap)()
         count = c_size_t()
-        check(_capi.prge_trainer_step(handle, text, len(text), losses, len(losses), byref(count)))
+        while True:  # a buffer that is too small is refused before the step runs
+            losses = (c_float * self._n_losses)()
+            status = _capi.prge_trainer_step(
+                handle, text, len(text), losses, len(losses), byref(count)
+            )
+            if status != _capi.PRGE_ERR_BUFFER_TOO_SMALL or count.value <= len(losses):
+                break
+            self._n_losses = count.value
+        check(status)
         return losses[: count.value]
 
     def train(
@@ -227,7 +232,7 @@ class Trainer(Owner):
         last: List[Progress] = []
         raised: List[BaseException] = []
 
-        def on_step(p: "POINTER[_capi.prge_progress]", _user_data: Optional[int]) -> int:
+        def on_step(p: "_Pointer[_capi.prge_progress]", _user_data: Optional[int]) -> int:
             try:
                 last.append(Progress._from_c(p.contents))
                 return 1 if progress is not None and progress(last[-1]) else 0
@@ -241,7 +246,9 @@ class Trainer(Owner):
             raise raised[0]
         if status != _capi.PRGE_ERR_CANCELLED:
             check(status)
-        return TrainResult(len(last), status == _capi.PRGE_ERR_CANCELLED, last[-1] if last else None)
+        return TrainResult(
+            len(last), status == _capi.PRGE_ERR_CANCELLED, last[-1] if last else None
+        )
 
     def evaluate(self, split: str = "dev") -> Evaluation:
         """Evaluates the current adapter on the dev set or the training set."""

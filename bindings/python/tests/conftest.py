@@ -22,25 +22,37 @@ import prge
 REPO = Path(__file__).resolve().parents[3]
 HEADER = REPO / "Include" / "prge.h"
 DATA = Path(__file__).resolve().parent / "data"
-MODEL_PATH = Path(os.environ.get("PRGE_TEST_MODEL", REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+MODEL_PATH = Path(
+    os.environ.get("PRGE_TEST_MODEL", REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+)
 
-#: A few SST-2 training sentences (GLUE SST-2 train, rows 0-7) for the training tests.
+#: Short SST-2 sentences for the training tests (GLUE SST-2 train; "idx" is the row).
 SST2 = [
-    {"sentence": "hide new secretions from the parental units ", "label": 0},
-    {"sentence": "contains no wit , only labored gags ", "label": 0},
-    {"sentence": "that loves its characters and communicates something rather beautiful about human nature ", "label": 1},
-    {"sentence": "remains utterly satisfied to remain the same throughout ", "label": 0},
-    {"sentence": "on the worst revenge-of-the-nerds clichés the filmmakers could dredge up ", "label": 0},
-    {"sentence": "that 's far too tragic to merit such superficial treatment ", "label": 0},
-    {"sentence": "demonstrates that the director of such hollywood blockbusters as patriot games can still turn out a small , personal film with an emotional wallop . ", "label": 1},
-    {"sentence": "of saucy ", "label": 1},
+    {"sentence": "hide new secretions from the parental units ", "label": 0, "idx": 0},
+    {"sentence": "with his usual intelligence and subtlety ", "label": 1, "idx": 17},
+    {"sentence": "contains no wit , only labored gags ", "label": 0, "idx": 1},
+    {"sentence": "equals the original and in some ways even betters it ", "label": 1, "idx": 20},
+    {"sentence": "remains utterly satisfied to remain the same throughout ", "label": 0, "idx": 3},
+    {"sentence": "comes from the brave , uninhibited performances ", "label": 1, "idx": 23},
+    {
+        "sentence": "that 's far too tragic to merit such superficial treatment ",
+        "label": 0,
+        "idx": 5,
+    },
+    {
+        "sentence": "enriched by an imaginatively mixed cast of antic spirits ",
+        "label": 1,
+        "idx": 25,
+    },
 ]
 
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     if not MODEL_PATH.is_file():
-        pytest.fail(f"the reference model {MODEL_PATH} is missing: run `make setup` (or set PRGE_TEST_MODEL)")
+        pytest.fail(
+            f"the reference model {MODEL_PATH} is missing: run `make setup` or set PRGE_TEST_MODEL"
+        )
     return MODEL_PATH
 
 
@@ -65,15 +77,27 @@ def compile_c(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], 
         pytest.skip(f"no C compiler ({cc}) to build the C side of the comparison")
     library = Path(prge.library_path).resolve()
     if not library.is_file():
-        pytest.skip(f"the binding loaded {prge.library_path} by name, so there is no file to link against")
+        pytest.skip(
+            f"the binding loaded {prge.library_path} by name, so there is no file to link against"
+        )
     folder = tmp_path_factory.mktemp("c")
 
     def build(name: str, source: str) -> Path:
         (folder / f"{name}.c").write_text(source)
         exe = folder / name
         subprocess.run(
-            [cc, "-std=c11", "-Wall", "-Werror", f"-I{HEADER.parent}", str(folder / f"{name}.c"), str(library),
-             f"-Wl,-rpath,{library.parent}", "-o", str(exe)],
+            [
+                cc,
+                "-std=c11",
+                "-Wall",
+                "-Werror",
+                f"-I{HEADER.parent}",
+                str(folder / f"{name}.c"),
+                str(library),
+                f"-Wl,-rpath,{library.parent}",
+                "-o",
+                str(exe),
+            ],
             check=True,
         )
         return exe

@@ -17,14 +17,18 @@ B_ROWS_PER_LAYER = 5184
 def test_n_params_follows_rank_targets_and_layers(model: prge.Model) -> None:
     with prge.Adapter.create(model) as default:
         assert default.n_params == 30 * B_ROWS_PER_LAYER * 16
-    with prge.Adapter.create(model, rank=4, targets=["q", "v"], layers=[0, 29], alpha=8, seed=3) as small:
+    with prge.Adapter.create(
+        model, rank=4, targets=["q", "v"], layers=[0, 29], alpha=8, seed=3
+    ) as small:
         assert small.n_params == 2 * (576 + 192) * 4
         assert "n_params=6144" in repr(small)
 
 
 def test_fresh_adapter_leaves_the_model_unchanged(model: prge.Model) -> None:
     with prge.Adapter.create(model, rank=4) as adapter:
-        assert numpy.array_equal(model.forward(PROMPT_IDS, adapter=adapter), model.forward(PROMPT_IDS))
+        assert numpy.array_equal(
+            model.forward(PROMPT_IDS, adapter=adapter), model.forward(PROMPT_IDS)
+        )
 
 
 def test_save_load_round_trip(model: prge.Model, tmp_path: Path) -> None:
@@ -33,7 +37,10 @@ def test_save_load_round_trip(model: prge.Model, tmp_path: Path) -> None:
         adapter.save(path)
         with prge.Adapter.load(model, path) as loaded:
             assert loaded.n_params == adapter.n_params
-            assert numpy.array_equal(model.forward(PROMPT_IDS, adapter=loaded), model.forward(PROMPT_IDS, adapter=adapter))
+            assert numpy.array_equal(
+                model.forward(PROMPT_IDS, adapter=loaded),
+                model.forward(PROMPT_IDS, adapter=adapter),
+            )
 
 
 def test_saved_file_is_a_llama_cpp_lora_adapter(model: prge.Model, tmp_path: Path) -> None:
@@ -48,21 +55,30 @@ def test_saved_file_is_a_llama_cpp_lora_adapter(model: prge.Model, tmp_path: Pat
         return bytes(field.parts[field.data[0]]).decode()
 
     assert text("general.type") == "adapter" and text("adapter.type") == "lora"
-    assert sorted(t.name for t in reader.tensors) == ["blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b"]
+    assert sorted(t.name for t in reader.tensors) == [
+        "blk.0.attn_q.weight.lora_a",
+        "blk.0.attn_q.weight.lora_b",
+    ]
 
 
-def test_adapter_errors_carry_the_library_message(model: prge.Model, tmp_path: Path, model_path: Path) -> None:
-    with pytest.raises(prge.IoError) as error:
+def test_adapter_errors_carry_the_library_message(
+    model: prge.Model, tmp_path: Path, model_path: Path
+) -> None:
+    with pytest.raises(prge.IoError) as io_error:
         prge.Adapter.load(model, tmp_path / "missing.gguf")
-    assert "missing.gguf" in error.value.message
+    assert "missing.gguf" in io_error.value.message
     with pytest.raises(prge.PrgeError) as error:
         prge.Adapter.load(model, model_path)  # a model, not an adapter
     assert error.value.message
     # Bad options are invalid arguments or malformed JSON (both ValueErrors) naming the JSON path.
-    for options, needle in (({"rank": 0}, "rank"), ({"targets": ["q", "nope"]}, "nope"), ({"rank": "16"}, "rank")):
-        with pytest.raises(ValueError) as error:
+    for options, needle in (
+        ({"rank": 0}, "rank"),
+        ({"targets": ["q", "nope"]}, "nope"),
+        ({"rank": "16"}, "rank"),
+    ):
+        with pytest.raises(ValueError) as value_error:
             prge.Adapter.create(model, **options)  # type: ignore[arg-type]
-        assert isinstance(error.value, prge.PrgeError) and needle in error.value.message
+        assert isinstance(value_error.value, prge.PrgeError) and needle in value_error.value.message
     with pytest.raises(prge.IoError):
         with prge.Adapter.create(model, rank=2) as adapter:
             adapter.save(tmp_path / "no" / "such" / "dir" / "a.gguf")

@@ -6,8 +6,20 @@ from __future__ import annotations
 import ctypes
 import re
 import subprocess
-from ctypes import POINTER, byref, c_char, c_char_p, c_double, c_int, c_int32, c_size_t, c_uint64, c_void_p
+from ctypes import (
+    POINTER,
+    byref,
+    c_char,
+    c_char_p,
+    c_double,
+    c_int,
+    c_int32,
+    c_size_t,
+    c_uint64,
+    c_void_p,
+)
 from pathlib import Path
+from types import FunctionType
 from typing import Any, Callable, Dict, List, Tuple
 
 from conftest import HEADER
@@ -38,7 +50,9 @@ def header_text() -> str:
 def declarations() -> Dict[str, Tuple[str, List[str]]]:
     """Every function prototype of the header: name -> (return type, parameter declarations)."""
     found = {}
-    for match in re.finditer(r"^([a-z][\w \*]*?)\s*\b(prge_\w+)\(([^)]*)\);", header_text(), flags=re.M):
+    for match in re.finditer(
+        r"^([a-z][\w \*]*?)\s*\b(prge_\w+)\(([^)]*)\);", header_text(), flags=re.M
+    ):
         ret, name, params = match.groups()
         params = " ".join(params.split())
         found[name] = (ret, [] if params == "void" else [p.strip() for p in params.split(",")])
@@ -70,7 +84,9 @@ def ctype_of(declaration: str, has_name: bool) -> Any:
 def test_every_header_function_is_declared_with_the_header_types() -> None:
     declared = declarations()
     assert len(declared) >= 30, "the header parser found too few prototypes"
-    assert sorted(declared) == sorted(_capi.functions), "functions in prge.h and in prge._capi differ"
+    assert sorted(declared) == sorted(
+        _capi.functions
+    ), "functions in prge.h and in prge._capi differ"
     for name, (ret, params) in declared.items():
         fn = _capi.functions[name]
         assert fn.restype is ctype_of(ret, has_name=False), f"{name}: restype"
@@ -79,14 +95,17 @@ def test_every_header_function_is_declared_with_the_header_types() -> None:
 
 
 def test_every_declared_function_is_exported_by_the_library() -> None:
-    missing = [name for name, fn in _capi.functions.items() if not isinstance(fn, ctypes._CFuncPtr)]
+    missing = [name for name, fn in _capi.functions.items() if isinstance(fn, FunctionType)]
     assert missing == [], f"{_capi.library_path} lacks {missing}"
 
 
 def test_constants_match_the_header() -> None:
     text = header_text()
     version = re.search(r"#define PRGE_ABI_VERSION (\d+)", text)
-    assert version is not None and int(version.group(1)) == _capi.ABI_VERSION == _capi.prge_abi_version()
+    assert (
+        version is not None
+        and int(version.group(1)) == _capi.ABI_VERSION == _capi.prge_abi_version()
+    )
     constants = dict(re.findall(r"\b(PRGE_[A-Z0-9_]+)\s*=\s*(\d+)", text))
     assert len(constants) >= 15
     for name, value in constants.items():
@@ -99,14 +118,19 @@ def test_struct_layouts_match_the_c_compiler(compile_c: Callable[[str, str], Pat
         lines.append(f'printf("{struct} size %zu\\n", sizeof({struct}));')
         for field, _ in getattr(_capi, struct)._fields_:
             lines.append(f'printf("{struct} {field} %zu\\n", offsetof({struct}, {field}));')
-    source = "#include <stddef.h>\n#include <stdio.h>\n#include \"prge.h\"\nint main(void) {\n%s\nreturn 0;\n}\n"
+    source = '#include <stddef.h>\n#include <stdio.h>\n#include "prge.h"\n'
+    source += "int main(void) {\n%s\nreturn 0;\n}\n"
     exe = compile_c("layouts", source % "\n".join(lines))
-    from_c = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    from_c = subprocess.run(
+        [str(exe)], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     from_ctypes = []
     for struct in STRUCTS:
         cls = getattr(_capi, struct)
         from_ctypes.append(f"{struct} size {ctypes.sizeof(cls)}")
-        from_ctypes += [f"{struct} {field} {getattr(cls, field).offset}" for field, _ in cls._fields_]
+        from_ctypes += [
+            f"{struct} {field} {getattr(cls, field).offset}" for field, _ in cls._fields_
+        ]
     assert from_ctypes == from_c
 
 

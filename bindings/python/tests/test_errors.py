@@ -60,15 +60,19 @@ def test_wrong_python_types_are_type_errors(model: prge.Model) -> None:
     with pytest.raises(TypeError):
         model.forward("The capital")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        model.forward([1, 2.5])  # type: ignore[list-item]
+        model.forward([1, 2.5])  # type: ignore[list-item, arg-type]
     with pytest.raises(TypeError):
-        model.forward([[1, 2], [3, "x"]])  # type: ignore[list-item]
+        model.forward([[1, 2], [3, "x"]])  # type: ignore[list-item, arg-type]
     with pytest.raises(TypeError):
         model.forward([1, 2], adapter="adapter")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         model.forward([1, 2], outputs="first")
     with pytest.raises(ValueError):
         model.forward([2**40])
+    with pytest.raises(ValueError):
+        model.forward([[1, 2], []])
+    with pytest.raises(ValueError):
+        model.forward([1, 2], outputs=[(0, -1)])
     with pytest.raises(ValueError):
         prge.Model(os.devnull, numeric_mode="fp64")
     with pytest.raises(TypeError):
@@ -87,8 +91,13 @@ def test_closed_objects_raise_state_errors(model_path: Path) -> None:
         with pytest.raises(prge.StateError):
             model.forward([1, 2], adapter=adapter)
     assert model.closed and "closed" in repr(model)
-    for use in (lambda: model.tokenize("x"), lambda: model.n_vocab, lambda: model.forward([1]),
-                lambda: prge.Adapter.create(model), lambda: prge.Trainer(model)):
+    for use in (
+        lambda: model.tokenize("x"),
+        lambda: model.n_vocab,
+        lambda: model.forward([1]),
+        lambda: prge.Adapter.create(model),
+        lambda: prge.Trainer(model),
+    ):
         with pytest.raises(prge.StateError):
             use()
     model.close()
@@ -107,7 +116,9 @@ def run_import(env: Dict[str, str], pythonpath: Path) -> subprocess.CompletedPro
     clean = {k: v for k, v in os.environ.items() if k not in ("PRGE_LIBRARY", "LD_LIBRARY_PATH")}
     clean.update(env, PYTHONPATH=str(pythonpath))
     code = "import prge; print(prge.library_path)"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, cwd=pythonpath)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean, cwd=pythonpath
+    )
 
 
 def copy_package(root: Path, library: Optional[Path] = None) -> Path:
@@ -129,8 +140,12 @@ def test_nothing_found_lists_every_place(tmp_path: Path) -> None:
     root = copy_package(tmp_path)
     result = run_import({}, root)
     assert result.returncode != 0 and "LibraryError" in result.stderr
-    for place in (root / "prge" / "libprge.so.1", root / "prge" / "libprge.so",
-                  root / "build" / "lib" / "libprge.so", tmp_path.parent / "build" / "lib" / "libprge.so"):
+    for place in (
+        root / "prge" / "libprge.so.1",
+        root / "prge" / "libprge.so",
+        root / "build" / "lib" / "libprge.so",
+        tmp_path.parent / "build" / "lib" / "libprge.so",
+    ):
         assert str(place) in result.stderr, place
     assert "libprge.so.1:" in result.stderr  # the system's search, by soname
 
@@ -145,7 +160,9 @@ def test_found_next_to_the_package_in_the_build_tree_and_on_the_system(tmp_path:
     (tmp_path / "tree" / "build" / "lib").mkdir(parents=True)
     (tmp_path / "tree" / "build" / "lib" / "libprge.so").symlink_to(library)
     result = run_import({}, tree)
-    assert result.stdout.strip() == str(tmp_path / "tree" / "build" / "lib" / "libprge.so"), result.stderr
+    assert result.stdout.strip() == str(
+        tmp_path / "tree" / "build" / "lib" / "libprge.so"
+    ), result.stderr
 
     system = tmp_path / "system-lib"
     system.mkdir()

@@ -97,11 +97,15 @@ int main(int argc, char **argv) {
 """
 
 
-def test_forward_equals_the_c_call(model: prge.Model, model_path: Path, compile_c: Callable[[str, str], Path]) -> None:
+def test_forward_equals_the_c_call(
+    model: prge.Model, model_path: Path, compile_c: Callable[[str, str], Path]
+) -> None:
     exe = compile_c("forward", FORWARD_C)
     for text in (PROMPT, "Once upon a time, there was a"):
         ids = model.tokenize(text)
-        raw = subprocess.run([str(exe), str(model_path), *map(str, ids)], check=True, capture_output=True).stdout
+        raw = subprocess.run(
+            [str(exe), str(model_path), *map(str, ids)], check=True, capture_output=True
+        ).stdout
         from_c = numpy.frombuffer(raw, dtype=numpy.float32)
         from_python = model.forward(ids)[0]
         assert numpy.abs(from_c - from_python).max() <= 1e-5, text
@@ -124,12 +128,19 @@ def test_forward_without_numpy_gives_lists(model: prge.Model, model_path: Path) 
         "import prge\n"
         f"m = prge.Model({str(model_path)!r})\n"
         f"rows = m.forward(m.tokenize({PROMPT!r}))\n"
-        "assert isinstance(rows, list) and isinstance(rows[0], list) and isinstance(rows[0][0], float)\n"
+        "assert type(rows) is list and type(rows[0]) is list and type(rows[0][0]) is float\n"
         "print(json.dumps(rows[0][:1000]))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env).stdout
-    assert numpy.abs(numpy.array(json.loads(out)) - model.forward(model.tokenize(PROMPT))[0][:1000]).max() < 1e-5
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env
+    ).stdout
+    assert (
+        numpy.abs(
+            numpy.array(json.loads(out)) - model.forward(model.tokenize(PROMPT))[0][:1000]
+        ).max()
+        < 1e-5
+    )
 
 
 def test_generate_continues_the_prompt(model: prge.Model) -> None:
@@ -138,7 +149,9 @@ def test_generate_continues_the_prompt(model: prge.Model) -> None:
     assert model.generate(PROMPT, n_predict=0) == ""
 
 
-def test_classify_scores_are_log_probabilities(model: prge.Model, reference: Dict[str, Any]) -> None:
+def test_classify_scores_are_log_probabilities(
+    model: prge.Model, reference: Dict[str, Any]
+) -> None:
     result = model.classify(PROMPT, [" the", " Paris"])
     assert result.best == 1 and result.label == " Paris"
     log_softmax = reference["logits"][PROMPT]["logsoftmax"]

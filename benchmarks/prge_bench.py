@@ -1,0 +1,44 @@
+"""Shared by the comparison scripts: run `prge bench --json` and read the tokens it ran.
+
+Every comparison runs prge in the same script run as the other tool, so the ratios compare
+numbers taken under the same machine load (the box is a shared 2-core VM)."""
+import json
+import os
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "sst2", "train.jsonl")
+
+
+def add_args(ap):
+    ap.add_argument("--prge", default=os.path.join(ROOT, "build", "bin", "prge"), help="prge executable")
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+
+
+def run(args):
+    """(the `prge bench --json` object, the token sets it ran: step / forward / long)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = os.path.join(tmp, "tokens.json")
+        cmd = [args.prge, "bench", "--json", "--model", args.model, "--data", args.data,
+               "--threads", str(args.threads), "--steps", str(args.steps), "--tokens-out", tokens]
+        print("$", " ".join(cmd), flush=True)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        with open(tokens) as f:
+            return json.loads(out), json.load(f)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def table(rows):
+    """Left-aligned columns; rows are lists of strings."""
+    width = [max(len(r[i]) for r in rows if len(r) > i) for i in range(max(map(len, rows)))]
+    for r in rows:
+        print("  ".join(c.ljust(width[i]) for i, c in enumerate(r)).rstrip())
