@@ -18,6 +18,7 @@ def add_args(ap):
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--json-out", metavar="FILE", help="also write every raw result here")
 
 
 def run(args):
@@ -30,6 +31,12 @@ def run(args):
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         with open(tokens) as f:
             return json.loads(out), json.load(f)
+
+
+def save(args, results):
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def loadavg():

@@ -136,6 +136,7 @@ def main():
         rows.append([f"=> prge {mode} / llama.cpp best ({shape})", "", f"{ours / best:.2f}  (target >= 1.5)"])
         rows.append([])
     prge_bench.table(rows)
+    prge_bench.save(args, {"load_avg": [load0, load1], "prge": p, "llama_cpp_tokens_per_s": res})
 
 
 if __name__ == "__main__":

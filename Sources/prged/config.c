@@ -95,7 +95,7 @@ static void set_defaults(struct config *c) {
     c->threads = 0;
     c->numeric_mode = PRGE_NUMERIC_FP32;
     c->request_threads = 2;
-    c->log_level = LOG_INFO;
+    c->log_level = LOG_LEVEL_INFO;
     c->training = (struct training_budget){
         .steps_per_minute = 0, .max_steps = 0, .max_seconds = 0, .refresh_every_s = 30,
         .checkpoint_every_s = 300};

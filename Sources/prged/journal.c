@@ -28,7 +28,7 @@ static void crc_init(void) {
     }
 }
 
-uint32_t crc32_update(uint32_t crc, const void *data, size_t len) {
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t len) {
     pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
     crc = ~crc;

@@ -40,6 +40,4 @@ int journal_append(struct journal *j, int32_t split, const char *jsonl, size_t l
 
 void journal_close(struct journal *j);
 
-uint32_t crc32_update(uint32_t crc, const void *data, size_t len);
-
 #endif

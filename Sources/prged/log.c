@@ -12,7 +12,7 @@ static const char *const names[] = {"error", "warn", "info", "debug"};
 /* syslog priorities: err, warning, info, debug. */
 static const int priorities[] = {3, 4, 6, 7};
 
-static atomic_int current_level = LOG_INFO;
+static atomic_int current_level = LOG_LEVEL_INFO;
 
 int log_level_parse(const char *name) {
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
@@ -21,7 +21,7 @@ int log_level_parse(const char *name) {
 }
 
 const char *log_level_name(int level) {
-    return level >= LOG_ERROR && level <= LOG_DEBUG ? names[level] : "?";
+    return level >= LOG_LEVEL_ERROR && level <= LOG_LEVEL_DEBUG ? names[level] : "?";
 }
 
 void log_set_level(int level) { atomic_store(&current_level, level); }

@@ -242,9 +242,14 @@ static void process_input(struct server *s, struct client *c) {
 }
 
 static void read_input(struct server *s, struct client *c) {
-    /* Room for one maximal line, its newline and one byte that proves a line too long. */
-    size_t cap = (size_t)daemon_limits(s->d).max_request_bytes + 2;
-    if (cap > c->in_cap) {
+    /* Room for one maximal line, its newline and one byte that proves a line too long; grown
+     * as lines need it, so idle connections cost little. It never shrinks: a reload that
+     * lowers the limit does not cut a buffered line. */
+    size_t limit = (size_t)daemon_limits(s->d).max_request_bytes + 2;
+    if (c->in_len >= limit) return;
+    if (c->in_len == c->in_cap) {
+        size_t cap = c->in_cap ? 2 * c->in_cap : 4096;
+        if (cap > limit) cap = limit;
         char *nb = realloc(c->in, cap);
         if (!nb) {
             c->dead = 1;
@@ -253,9 +258,8 @@ static void read_input(struct server *s, struct client *c) {
         c->in = nb;
         c->in_cap = cap;
     }
-    /* The buffer only grows: a reload that lowers the limit leaves it larger, never cut. */
-    if (c->in_len >= cap) return;
-    ssize_t r = recv(c->fd, c->in + c->in_len, cap - c->in_len, MSG_DONTWAIT);
+    size_t room = (c->in_cap < limit ? c->in_cap : limit) - c->in_len;
+    ssize_t r = recv(c->fd, c->in + c->in_len, room, MSG_DONTWAIT);
     if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (r <= 0) {
         c->eof = 1;
