@@ -19,7 +19,7 @@ RELEASE := $(SCRATCH)/release
 MODEL   := models/SmolLM2-135M-Instruct.Q4_1.gguf
 SWIFTPM := $(SWIFT) build -c release --scratch-path $(SCRATCH)
 
-.PHONY: all swift prged install test test-swift test-capi test-cli test-demo test-python test-daemon setup demo size clean
+.PHONY: all swift prged install test test-swift test-capi test-cli test-demo test-python test-daemon test-interop setup demo size clean
 .DELETE_ON_ERROR:
 
 all: swift build/include/prge.h build/lib/pkgconfig/prge.pc
@@ -88,6 +88,11 @@ test: setup
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; \
 	echo "all test suites passed"
+
+# Live llama.cpp interoperability (needs `pip install llama-cpp-python`; slow to install, so not
+# part of `make test`, whose Swift suite checks the committed fixtures made with it instead).
+test-interop:
+	PRGE_INTEROP=1 $(SWIFT) test --scratch-path $(SCRATCH) --filter AdapterInteropTests
 
 test-swift:
 	$(SWIFT) test --scratch-path $(SCRATCH)

@@ -115,7 +115,10 @@ def main():
     load0 = prge_bench.loadavg()
     p, tokens = prge_bench.run(args)
     models = {"Q4_1": args.model, "F32 copy": f32_copy(args.model)}
-    res = {name: measure(path, tokens, args.threads, args.steps) for name, path in models.items()}
+    res = {}
+    for name, path in models.items():
+        prge_bench.wait_idle(args)
+        res[name] = measure(path, tokens, args.threads, args.steps)
     load1 = prge_bench.loadavg()
 
     mode = p["mode"]

@@ -27,6 +27,7 @@ def torch_run(args, cmd, *extra):
                PRGE_SST2_DIR=os.path.dirname(os.path.abspath(args.data)))
     argv = [sys.executable, ANCHOR, cmd, "--cache", CACHE, "--threads", str(args.threads),
             "--steps", str(args.steps), "--warmup", "1", *extra]
+    prge_bench.wait_idle(args)
     print("$", " ".join(argv[1:]), flush=True)
     out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:])

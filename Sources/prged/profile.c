@@ -236,6 +236,20 @@ static int scan_checkpoints(struct profile *p, int remove_older, uint64_t *newes
     return found;
 }
 
+/* The library's atomic writes go through "<file>.tmp-<pid>"; a crash mid-write leaves one
+ * behind. We hold the state_dir lock, so no other writer can own them. */
+static void remove_stale_temps(struct profile *p) {
+    DIR *dir = opendir(p->dir);
+    if (!dir) return;
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (!strstr(de->d_name, ".gguf.tmp-")) continue;
+        char path[PATH_MAX];
+        profile_path(p, de->d_name, path, sizeof path);
+        if (unlink(path) == 0) log_info("profile %s: removed %s, left by a crash", p->name, de->d_name);
+    }
+    closedir(dir);
+}
+
 int profile_checkpoint_locked(struct profile *p, int force, struct rpc_error *e) {
     struct profile_stats s;
     profile_stats_get(p, &s);
@@ -295,7 +309,7 @@ static int resume(struct open_ctx *o) {
      * trained adapter. */
     prge_status st = prge_trainer_load_checkpoint(o->p->trainer, o->path);
     if (st != PRGE_OK) {
-        rpc_error_library(o->e, st, o->path);
+        rpc_error_library(o->e, st, "resuming the checkpoint");
         o->resume_failed = 1;
         return -1;
     }
@@ -394,6 +408,7 @@ static struct profile *profile_open(struct profiles *ps, const char *name, struc
         if (resume(&o) < 0) goto fail;
     }
     if (p->has_checkpoint) scan_checkpoints(p, 1, &p->checkpoint_offset);
+    remove_stale_temps(p);
     p->stats.journal_bytes = p->journal.size;
     p->stats.journal_records = p->journal.n_records;
     if (profile_refresh_adapter_locked(p, e) < 0) goto fail;

@@ -94,6 +94,9 @@ def test_kill9_during_training(make_daemon):
         # The restart resumes from the newest checkpoint: at least the one we last saw...
         assert s["step"] == s["checkpoint_step"] >= seen["checkpoint_step"] > start_step, (seen, s)
         assert s["step"] <= seen["step"] + 5  # ...and no further than what had been trained
+        files = sorted(f.name for f in (d.profile_dir / "default").iterdir())
+        assert len([f for f in files if f.startswith("checkpoint-")]) == 1, files
+        assert not [f for f in files if ".tmp-" in f], files  # a torn checkpoint write is cleaned
         records, _ = read_journal(d.profile_dir / "default/journal")
         on_disk = [e["sentence"] for _, batch in records for e in batch]
         assert not set(acked) - set(on_disk)
@@ -134,7 +137,11 @@ def test_torn_journal_tail_is_cut(make_daemon):
     # A record header promising 100 bytes followed by 10: what a crash mid-write leaves.
     with open(journal, "ab") as f:
         f.write((100).to_bytes(4, "little") + b"\0\0\0\0" + b"x" * 10)
+    # And what a kill during the library's atomic write leaves: its temporary file.
+    stale = d.profile_dir / "default/adapter.gguf.tmp-12345"
+    stale.write_bytes(b"half a file")
     d.start()
+    assert not stale.exists()
     assert d.call("status")["profile"]["n_train"] == 5
     assert journal.stat().st_size == good_size
     assert "dropping 18 bytes" in d.log_text()
@@ -148,3 +155,22 @@ def test_torn_journal_tail_is_cut(make_daemon):
     assert d.call("status")["profile"]["n_train"] == 5
     records, end = read_journal(journal)
     assert len(records) == 2 and end == good_size
+
+
+def test_unresumable_checkpoint_refuses_to_start(make_daemon):
+    """Changed trainer options that move B differently: starting fresh would overwrite the
+    user's adapter at the next checkpoint, so the daemon refuses and says why."""
+    import subprocess
+    d = make_daemon().start()
+    d.call("add_examples", {"examples": [example(i) for i in range(2)]})
+    d.call("train_start", {"steps": 1})
+    deadline = time.monotonic() + 60
+    while d.call("status")["profile"]["checkpoint_step"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert d.terminate() == 0
+    d.config["trainer"] = {**d.config["trainer"], "seed": 99}
+    d.write_config()
+    p = subprocess.run([str(d.proc.args[0]), str(d.config_path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "checkpoint-" in p.stderr and "resume" in p.stderr, p.stderr
+    assert len(list((d.profile_dir / "default").glob("checkpoint-*.gguf"))) == 1  # untouched

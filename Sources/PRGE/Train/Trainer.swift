@@ -245,10 +245,12 @@ public final class Trainer {
     // ---- runs ------------------------------------------------------------------------------
 
     /// Trains on the training set for `maxSteps` more steps and/or `maxSeconds` (at least one),
-    /// evaluating before the first step, every eval_every steps and at the end of the run,
-    /// keeping the best adapter, and
-    /// writing a checkpoint after each evaluation when the config names one. `progress` runs
-    /// after every step; returning false stops the run after that step.
+    /// evaluating before a fresh trainer's first step, every eval_every steps and after the
+    /// run's last step, keeping the best adapter, and writing a checkpoint after each
+    /// evaluation when the config names one. `progress` runs after every step; returning false
+    /// stops the run after that step. (An evaluation at a stop that is not an eval_every step
+    /// is one an uninterrupted run would not make: it can only change which adapter is best,
+    /// never the current adapter.)
     @discardableResult
     public func run(maxSteps: UInt64? = nil, maxSeconds: Double? = nil,
                     progress: ((TrainProgress) -> Bool)? = nil) throws -> RunResult {
@@ -259,21 +261,26 @@ public final class Trainer {
         budget = (startStep, maxSteps, start, maxSeconds)
         defer { budget = nil }
         var cancelled = false
-        var lastEval: UInt64?
+        var lastEval: UInt64?, savedAt: UInt64?
         // The untrained adapter competes too: if training never beats it, it is the best.
         if steps == 0, best == nil, config.evalEvery > 0, !devSet.isEmpty {
             try openLogs()
             _ = try evaluateAndKeepBest()
             lastEval = 0
         }
-        while !(maxSteps.map { steps - startStep >= $0 } ?? false), !(maxSeconds.map { seconds(since: start) >= $0 } ?? false) {
+        func exhausted() -> Bool {
+            maxSteps.map { steps - startStep >= $0 } ?? false || maxSeconds.map { seconds(since: start) >= $0 } ?? false
+        }
+        while !exhausted() {
             let batch = sampler.indices(step: steps, n: trainSet.count).map { trainSet[$0] }
             let r = try step(samples: batch)
+            // Evaluate every eval_every steps and after the run's last step (so the callback
+            // sees the final numbers).
             var eval: EvalResult?
-            if config.evalEvery > 0, steps % UInt64(config.evalEvery) == 0, !devSet.isEmpty {
+            if !devSet.isEmpty, exhausted() || (config.evalEvery > 0 && steps % UInt64(config.evalEvery) == 0) {
                 eval = try evaluateAndKeepBest()
                 lastEval = steps
-                if let p = config.checkpoint { try saveCheckpoint(to: p) }
+                if let p = config.checkpoint { try saveCheckpoint(to: p); savedAt = steps }
             }
             if let progress {
                 let elapsed = seconds(since: start), done = Double(steps - startStep)
@@ -285,8 +292,11 @@ public final class Trainer {
                 if !progress(p) { cancelled = true; break }
             }
         }
-        if steps > startStep, lastEval != steps, !devSet.isEmpty { _ = try evaluateAndKeepBest() }
-        if let p = config.checkpoint { try saveCheckpoint(to: p) } else { try syncLogs() }
+        if steps > startStep, lastEval != steps, !devSet.isEmpty {   // a cancelled run: its final numbers
+            _ = try evaluateAndKeepBest()
+            savedAt = nil
+        }
+        if let p = config.checkpoint, savedAt != steps { try saveCheckpoint(to: p) } else { try syncLogs() }
         return RunResult(steps: steps - startStep, seconds: seconds(since: start), cancelled: cancelled)
     }
 
