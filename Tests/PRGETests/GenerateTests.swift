@@ -18,6 +18,28 @@ import Testing
         #expect(cached == Array(seq[Self.prompt.count...]))
     }
 
+    /// Through an adapter: B = 0 changes nothing; a non-zero B changes the text, and the cached
+    /// path still gives the tokens of full forwards through the same adapter.
+    @Test func adapterWithCacheMatchesFullForward() throws {
+        let ctx = try ForwardTests.context()
+        var cfg = LoRAConfig()
+        cfg.rank = 4
+        cfg.targets = [.q, .v, .down]
+        cfg.layers = [0, 1, 29]
+        let ad = try LoRAAdapter(config: cfg, nLayer: ctx.model.config.nLayer, shape: ctx.model.shape)
+        let plain = try Generator(context: ctx).generate(prompt: Self.prompt, maxTokens: 4)
+        #expect(try Generator(context: ctx, adapter: ad).generate(prompt: Self.prompt, maxTokens: 4) == plain)
+        for s in ad.slots { for i in s.b.indices { s.b[i] = Float((i * 7919 + s.index * 104729) % 2001 - 1000) * 2e-3 } }
+        let cached = try Generator(context: ctx, adapter: ad).generate(prompt: Self.prompt, maxTokens: 4)
+        #expect(cached != plain)
+        var seq = Self.prompt
+        for _ in 0..<4 {
+            let logits = try ctx.logits(Batch(lastTokenOf: [seq]), lora: LoRAPlan(adapter: ad))
+            seq.append(Int32(logits.indices.max { logits[$0] < logits[$1] }!))
+        }
+        #expect(cached == Array(seq[Self.prompt.count...]))
+    }
+
     @Test func parisAndStreaming() throws {
         let ctx = try ForwardTests.context()
         var streamed: [UInt8] = [], ids: [Int32] = []
