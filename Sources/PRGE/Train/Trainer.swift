@@ -204,23 +204,17 @@ public final class Trainer {
         try openLogs()
         let t0 = ContinuousClock.now
         let lr = learningRate(at: steps)
-        let (plus, minus) = try stepper.losses(samples, step: steps)
-        // g as ZOStepper.step computes it; the record is logged before B changes.
-        let g = zip(plus, minus).map { ($0 - $1) / (2 * config.eps) }
-        guard g.allSatisfy(\.isFinite) else {
-            throw PRGEError(.state, "step \(steps): non-finite loss (L+ \(plus), L- \(minus)); the learning rate is probably too high")
-        }
-        let record = StepRecord(seed: config.seed, step: steps, lr: lr, eps: config.eps, g: g)
-        try stepLog?.append(record)
+        let result = try stepper.estimate(samples, step: steps, lr: lr)
+        let record = result.record
+        try stepLog?.append(record)            // logged before B changes
         applyUpdate(record, to: adapter, pool: context.pool)
         steps += 1
         let dt = seconds(since: t0)
         seconds += dt
-        let result = StepResult(record: record, lossPlus: plus, lossMinus: minus)
         try log?.write(.object([
             ("type", .string("step")), ("step", .number(Double(record.step))), ("loss", .float(result.loss)),
-            ("loss_plus", .array(plus.map(JSONValue.float))), ("loss_minus", .array(minus.map(JSONValue.float))),
-            ("g", .array(g.map(JSONValue.float))), ("lr", .float(lr)), ("eps", .float(config.eps)),
+            ("loss_plus", .array(result.lossPlus.map(JSONValue.float))), ("loss_minus", .array(result.lossMinus.map(JSONValue.float))),
+            ("g", .array(record.g.map(JSONValue.float))), ("lr", .float(lr)), ("eps", .float(config.eps)),
             ("time", .number(seconds)), ("step_seconds", .number(dt)),
         ]))
         return result

@@ -76,17 +76,23 @@ public final class ZOStepper {
         }
     }
 
-    /// One full step: estimate, then update B in place.
-    public func step(_ samples: [Sample], step: UInt64, lr: Float) throws -> StepResult {
+    /// The estimate of one step without touching B: the losses and the record that
+    /// `applyUpdate` turns into the update (callers may log the record first).
+    public func estimate(_ samples: [Sample], step: UInt64, lr: Float) throws -> StepResult {
         guard lr.isFinite, lr >= 0 else { throw PRGEError.invalid("learning rate \(lr) must be a non-negative number") }
         let (plus, minus) = try losses(samples, step: step)
         let g = zip(plus, minus).map { ($0 - $1) / (2 * eps) }
         guard g.allSatisfy(\.isFinite) else {
             throw PRGEError(.state, "step \(step): non-finite loss (L+ \(plus), L- \(minus)); the learning rate is probably too high")
         }
-        let record = StepRecord(seed: seed, step: step, lr: lr, eps: eps, g: g)
-        applyUpdate(record, to: adapter, pool: context.pool)
-        return StepResult(record: record, lossPlus: plus, lossMinus: minus)
+        return StepResult(record: StepRecord(seed: seed, step: step, lr: lr, eps: eps, g: g), lossPlus: plus, lossMinus: minus)
+    }
+
+    /// One full step: estimate, then update B in place.
+    public func step(_ samples: [Sample], step: UInt64, lr: Float) throws -> StepResult {
+        let r = try estimate(samples, step: step, lr: lr)
+        applyUpdate(r.record, to: adapter, pool: context.pool)
+        return r
     }
 }
 
