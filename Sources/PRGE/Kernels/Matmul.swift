@@ -5,6 +5,12 @@ import PRGEKernels
 public enum NumericMode: String, Sendable, CaseIterable {
     case fp32, bf16
     var kernelMode: Int32 { self == .fp32 ? Int32(PRGE_MM_F32) : Int32(PRGE_MM_BF16) }
+
+    /// bf16 where the CPU multiplies bf16 natively (AVX512-BF16), else fp32: emulated bf16 is
+    /// slower than fp32 and buys nothing. BENCHMARKS.md shows bf16 training learns as fp32 does.
+    public static var fastest: NumericMode {
+        String(cString: prge_matmul_path()) == "avx512-bf16" ? .bf16 : .fp32
+    }
 }
 
 /// y[m, n] (+)= Σ_k x[m, k] · W[n, k] over `m` rows. Shapes are the caller's contract.

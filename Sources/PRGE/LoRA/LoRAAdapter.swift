@@ -36,7 +36,9 @@ public struct LoRAConfig: Sendable, Equatable {
     public var rank = 16
     public var alpha: Float = 32
     public var targets: [Projection] = Projection.allCases
-    public var layers: [Int]? = nil    // nil = all layers
+    /// Adapted layers; nil = all. Negative indices count from the top (-1 = the last layer), so
+    /// a recipe can say "the top 10 layers" whatever the model's depth.
+    public var layers: [Int]? = nil
     public var seed: UInt64 = 0        // A of slot i comes from RNGKey.loraInit(seed, i)
     public init() {}
 
@@ -147,11 +149,12 @@ public final class LoRAAdapter {
         }
         var out = c
         out.targets = c.targets.sorted { $0.rawValue < $1.rawValue }
-        if let layers = c.layers {
-            guard !layers.isEmpty else { throw PRGEError.invalid("LoRA: empty layer list (use null for all layers)") }
-            if let bad = layers.first(where: { $0 < 0 || $0 >= nLayer }) {
-                throw PRGEError.invalid("LoRA: layer \(bad) out of range 0..<\(nLayer)")
+        if let given = c.layers {
+            guard !given.isEmpty else { throw PRGEError.invalid("LoRA: empty layer list (use null for all layers)") }
+            if let bad = given.first(where: { $0 < -nLayer || $0 >= nLayer }) {
+                throw PRGEError.invalid("LoRA: layer \(bad) out of range -\(nLayer)..<\(nLayer)")
             }
+            let layers = given.map { $0 < 0 ? nLayer + $0 : $0 }
             guard Set(layers).count == layers.count else { throw PRGEError.invalid("LoRA: duplicate layer in \(layers)") }
             out.layers = layers.sorted()
         }

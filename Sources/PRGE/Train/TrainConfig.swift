@@ -54,7 +54,7 @@ public struct TrainConfig: Sendable {
     public var evalEvery = Recipe.evalEvery
     public var evalLimit = Recipe.evalLimit
     public var seed = Recipe.seed
-    public var numericMode = NumericMode.fp32
+    public var numericMode = Recipe.numericMode
     public var threads = 0
     public var adapter = Recipe.adapter
     public var checkpoint: String?
