@@ -84,11 +84,12 @@ static const char *clock_text(double seconds, char buf[32]) {
     return buf;
 }
 
-/* A non-negative number from the command line, or exit with a message. */
-static double parse_number(const char *opt, const char *text) {
+/* A non-negative number (a whole one if `whole`) from the command line, or exit with a
+ * message. */
+static double parse_number(const char *opt, const char *text, int whole) {
     char *end = NULL;
     double x = strtod(text, &end);
-    if (end == text || *end != '\0' || !(x >= 0 && x < 1e15)) {
+    if (end == text || *end != '\0' || !(x >= 0 && x < 1e15) || (whole && x != (long long)x)) {
         fprintf(stderr, "%s: '%s' is not a valid number\n", opt, text);
         exit(2);
     }
@@ -239,8 +240,8 @@ int main(int argc, char **argv) {
         else if (strcmp(opt, "--train") == 0) train_path = val;
         else if (strcmp(opt, "--dev") == 0) dev_path = val;
         else if (strcmp(opt, "--out") == 0) out_path = val;
-        else if (strcmp(opt, "--minutes") == 0) minutes = parse_number(opt, val);
-        else if (strcmp(opt, "--steps") == 0) steps = (unsigned long long)parse_number(opt, val);
+        else if (strcmp(opt, "--minutes") == 0) minutes = parse_number(opt, val, 0);
+        else if (strcmp(opt, "--steps") == 0) steps = (unsigned long long)parse_number(opt, val, 1);
         else {
             fprintf(stderr, "unknown option %s (see --help)\n", opt);
             return 2;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The accuracy benchmark (issue 3): for each task, dev accuracy of the reference model with no
+# adapter, then `prge train` with the library's default recipe for MINUTES, then dev accuracy
+# of the best adapter. Training never sees the dev file's labels except through the best-adapter
+# selection on dev (as the recipe does); report the dev numbers as such.
+#
+#   benchmarks/accuracy.sh [MINUTES] [TASK ...]      default: 20 minutes, sst2
+#   e.g. benchmarks/accuracy.sh 5 mr cr subj
+#
+# Prints one line per task and writes build/accuracy/<task>.{log.jsonl,gguf,json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes=${1:-20}; shift || true
+tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(sst2)
+data=${PRGE_DATA:-../shared/data}
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+prge=build/bin/prge
+[ -x "$prge" ] || make --no-print-directory all >/dev/null
+mkdir -p build/accuracy
+printf '%-8s %9s %9s %7s %8s %6s\n' task zero-shot after steps minutes n
+for t in "${tasks[@]}"; do
+    out=build/accuracy/$t
+    if [ -f "$data/$t/train.jsonl" ]; then split=(--train "$data/$t/train.jsonl" --dev "$data/$t/dev.jsonl")
+    else split=(--dev "$data/$t/dev.jsonl" --dev-split 200); fi   # dev-only tasks (boolq): train on the rest
+    before=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --json)
+    $prge train --model "$model" --task "$t" "${split[@]}" --out "$out.gguf" \
+        --minutes "$minutes" --log "$out.log.jsonl" --json > "$out.json"
+    after=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --adapter "$out.gguf" --json)
+    python3 - "$t" "$before" "$after" "$out.json" "$minutes" <<'PY'
+import json, sys
+t, b, a, summary, minutes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+steps = json.loads(open(summary).read().strip().splitlines()[-1]).get("steps", "?")
+print(f"{t:<8} {100*b['accuracy']:8.1f}% {100*a['accuracy']:8.1f}% {steps!s:>7} {minutes:>8} {a['n']:6d}")
+PY
+done
