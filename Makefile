@@ -97,7 +97,9 @@ test-interop:
 test-swift:
 	$(SWIFT) test --scratch-path $(SCRATCH)
 
-# The C ABI test, built from the same source as strict C11 and as C++17, run with nothing but
+# The C ABI tests (test_capi.c: every function used right and wrong; test_misuse.c: hostile files,
+# absurd sizes, misaligned pointers, malformed UTF-8 and JSON, races), each built from the same
+# source as strict C11 and as C++17, run with nothing but
 # build/lib on the library path; first checks that libprge.so needs no Swift toolchain library.
 CAPI_FLAGS := -Wall -Wextra -Werror -pedantic -pthread -Ibuild/include -Lbuild/lib -lprge -lm
 test-capi: all
@@ -105,8 +107,12 @@ test-capi: all
 	@mkdir -p build/tests
 	$(CC) -std=c11 Tests/capi/test_capi.c $(CAPI_FLAGS) -o build/tests/test_capi_c
 	$(CXX) -x c++ -std=c++17 Tests/capi/test_capi.c $(CAPI_FLAGS) -o build/tests/test_capi_cxx
+	$(CC) -std=c11 Tests/capi/test_misuse.c $(CAPI_FLAGS) -o build/tests/test_misuse_c
+	$(CXX) -x c++ -std=c++17 Tests/capi/test_misuse.c $(CAPI_FLAGS) -o build/tests/test_misuse_cxx
 	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_capi_c $(MODEL)
 	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_capi_cxx $(MODEL)
+	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_misuse_c $(MODEL)
+	env LD_LIBRARY_PATH=$(abspath build/lib) build/tests/test_misuse_cxx $(MODEL)
 
 # The prge command line on the reference model: outputs, JSON fields and exit statuses.
 test-cli: all

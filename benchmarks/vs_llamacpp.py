@@ -3,9 +3,9 @@
 
 Runs `prge bench --json` (which also writes the token ids it ran), then times llama_decode over
 exactly those tokens with logits only at each sequence's last token, as prge computes them:
-  forward     the 32 SST-2 prompts (24..32 tokens each) of prge's forward benchmark, either as
-              ONE decode with 32 sequence ids (n_seq_max 32; unified KV cache on and off) or as
-              32 decodes of one sequence each; the best layout counts as llama.cpp's number
+  forward     the 32 SST-2 prompts (24..32 tokens each) of prge's forward benchmark as ONE
+              decode with 32 sequence ids (n_seq_max 32, n_ubatch = all 892 tokens), with the
+              unified KV cache on and off; the better counts as llama.cpp's number
   pp512       one 512-token sequence (llama-bench's pp512 shape), n_ubatch 512
 on the Q4_1 file (llama.cpp's default path: activations quantized to 8 bits in the matmuls)
 and on an F32 copy of the same weights (made once with the gguf package under build/).
@@ -95,9 +95,6 @@ def measure(path, tokens, threads, reps):
         m = Llama(path, threads, n_fwd, len(fwd), unified)
         out[f"forward, 1 decode, kv_unified={unified}"] = n_fwd / m.decode_seconds(fwd, reps)
         m.close()
-    m = Llama(path, threads, max(map(len, fwd)), 1, True)
-    out["forward, 32 decodes of 1 sequence"] = n_fwd / sum(m.decode_seconds([s], reps) for s in fwd)
-    m.close()
     m = Llama(path, threads, len(long), 1, True)
     out["pp512"] = len(long) / m.decode_seconds([long], reps)
     m.close()

@@ -38,7 +38,8 @@ enum BenchMachine {
     }
 
     /// Runs this executable with `args` and returns the child's peak RSS in MiB (ru_maxrss of
-    /// wait4). The child inherits stdout/stderr, so its errors are seen.
+    /// wait4, which on Linux is at least the caller's own peak when it spawned the child: call
+    /// this before growing). The child inherits stdout/stderr, so its errors are seen.
     static func childPeakRSS(_ args: [String]) throws -> Double {
         let exe = "/proc/self/exe"
         var argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]

@@ -28,9 +28,9 @@ extension BenchResult {
                      "step_seconds_fp32": "\(v("fp32_over_default")) × default; \(v("step_fp32_fraction_of_fp32_peak", 3)) of fp32 peak",
                      "step_seconds_rge": "\(v("rge_over_prge")) × P-RGE",
                      "step_seconds_top_half": "P-RGE all layers / this = \(v("top_half_speedup"))"]
-        for var_ in variants {
-            rows.append([names[var_.key] ?? var_.key,
-                         "\(v(var_.key, 3)) s   \(v(var_.key.replacingSeconds("gflops"), 0)) GFLOP/s", notes[var_.key] ?? ""])
+        for variant in variants {
+            rows.append([names[variant.key] ?? variant.key,
+                         "\(v(variant.key, 3)) s   \(v(variant.key.replacingSeconds("gflops"), 0)) GFLOP/s", notes[variant.key] ?? ""])
         }
         rows.append([])
         rows.append(["forward, logits at last tokens", "tokens/s", "GFLOP/s"])

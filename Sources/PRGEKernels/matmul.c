@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define MM_X86 1
@@ -104,13 +105,29 @@ static int mm_decode_row(uint32_t type, const void *src, float *dst, int64_t K) 
     }
 }
 
-// Per-thread scratch, grown on demand and kept for the thread's life (one allocation per slot).
+// Per-thread scratch, grown on demand and kept for the thread's life (one allocation per slot),
+// freed when the thread exits (a pthread key destructor: host threads come and go).
 // Slot 0: the packed X of the prge_matmul caller. Slots 1, 2: per-task buffers.
 typedef struct { void *p; size_t n; } mm_buf;
 static _Thread_local mm_buf mm_tls[3];
+static pthread_key_t mm_tls_key;
+static pthread_once_t mm_tls_once = PTHREAD_ONCE_INIT;
+static void mm_tls_free(void *v) {
+    mm_buf *b = (mm_buf *)v;
+    for (int i = 0; i < 3; i++) {
+        free(b[i].p);
+        b[i].p = NULL;
+        b[i].n = 0;
+    }
+}
+static void mm_tls_key_create(void) { (void)pthread_key_create(&mm_tls_key, mm_tls_free); }
 static void *mm_scratch(int slot, size_t bytes) {
     mm_buf *b = &mm_tls[slot];
     if (b->n < bytes) {
+        if (b->n == 0) {   // the thread's first buffer in this slot: make sure the destructor runs
+            pthread_once(&mm_tls_once, mm_tls_key_create);
+            if (!pthread_getspecific(mm_tls_key)) (void)pthread_setspecific(mm_tls_key, mm_tls);
+        }
         free(b->p);
         size_t n = (bytes + 4095) & ~(size_t)4095;
         b->p = aligned_alloc(64, n);
@@ -571,8 +588,9 @@ MM_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
 #endif  // MM_X86
 
 static int mm_cpu_path(void) {
-    static int path = -1;   // benign race: every thread computes the same value
-    if (path < 0) {
+    // Every thread computes the same value; atomic so the race is a defined one (ThreadSanitizer).
+    static atomic_int path = -1;
+    if (atomic_load_explicit(&path, memory_order_relaxed) < 0) {
         int p = 0;
 #if MM_X86
         __builtin_cpu_init();
@@ -584,9 +602,9 @@ static int mm_cpu_path(void) {
 #endif
         const char *e = getenv("PRGE_MM_PATH");
         if (e && strcmp(e, "generic") == 0) p = 0;
-        path = p;
+        atomic_store_explicit(&path, p, memory_order_relaxed);
     }
-    return path;
+    return atomic_load_explicit(&path, memory_order_relaxed);
 }
 
 const char *prge_matmul_path(void) { return mm_cpu_path() == 1 ? "avx512-bf16" : "generic"; }

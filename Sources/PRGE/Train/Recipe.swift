@@ -20,7 +20,7 @@ public enum Recipe {
     public static let batch = 4
     public static let eps: Float = 1e-2
     public static let lr: Float = 3e-2
-    public static let schedule: Schedule = .constant
+    public static let schedule: Schedule = .cosine
     public static let loss: LossKind = .candidates
     /// Steps between dev evaluations (0: only at the end of a run).
     public static let evalEvery = 200

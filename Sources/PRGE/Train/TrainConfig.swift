@@ -212,7 +212,7 @@ extension LoRAConfig {
             guard !items.isEmpty else { throw v.error("empty layer list (leave it out or null for all layers)") }
             var seen = Set<Int>()
             layers = try items.map { item in
-                let l = try item.int(in: 0...4095)
+                let l = try item.int(in: -4096...4095)   // negative: from the top (-1 = the last layer)
                 guard seen.insert(l).inserted else { throw item.error("layer \(l) repeats") }
                 return l
             }
