@@ -127,24 +127,10 @@ public func prge_trainer_add_jsonl(_ h: OpaquePointer?, _ splitValue: Int32, _ j
     }
 }
 
-/// The examples of JSONL text as the trainer's samples: Trainer.samples(rows:) and
-/// Trainer.parseJSONL are internal, so this repeats them (errors name "jsonl:<line>"). It runs
-/// before the step so the step's memory can be checked first.
+/// The examples of JSONL text as samples; parsed before the step so that the step's memory
+/// can be checked first.
 private func samples(_ t: Trainer, jsonl text: String) throws -> [Sample] {
-    var out: [Sample] = []
-    for (i, line) in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
-        var bytes = Array(line)
-        if bytes.last == 0x0D { bytes.removeLast() }
-        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-        let source = "jsonl:\(i + 1)"
-        let v = try JSONValue.parse(bytes: &bytes, source: source)
-        guard case .object = v else { throw PRGEError.format("\(source): expected a JSON object, got \(v.typeName)") }
-        for e in try t.config.task.examples(from: JSONNode(v, source: source)) {
-            do { out.append(try t.objective.sample(e, maxLength: t.config.maxLength)) } catch let err as PRGEError {
-                throw PRGEError(err.code, "\(source): \(err.message)")
-            }
-        }
-    }
+    let out = try t.samples(jsonl: text)
     guard !out.isEmpty else { throw PRGEError.invalid("jsonl has no examples: a step needs at least one") }
     return out
 }

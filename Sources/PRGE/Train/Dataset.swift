@@ -24,18 +24,21 @@ public enum Dataset {
 
     /// Every non-blank line of a JSONL file, parsed; each node's source is "path:line".
     public static func readJSONL(path: String) throws -> [JSONNode] {
-        let bytes = try readFile(path)
+        try parseJSONL(try readFile(path), source: path)
+    }
+
+    /// Every non-blank line of JSONL bytes (a file, or text a host passed in), parsed; each
+    /// node's source is "source:line". CRLF line ends are accepted.
+    public static func parseJSONL(_ bytes: [UInt8], source: String) throws -> [JSONNode] {
         var rows: [JSONNode] = []
-        var lineNo = 0
-        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
-            lineNo += 1
+        for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
             var text = Array(line)
-            if text.last == 0x0D { text.removeLast() }              // CRLF files
+            if text.last == 0x0D { text.removeLast() }
             if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let source = "\(path):\(lineNo)"
-            let value = try JSONValue.parse(bytes: &text, source: source)
-            guard case .object = value else { throw PRGEError.format("\(source): expected a JSON object, got \(value.typeName)") }
-            rows.append(JSONNode(value, source: source))
+            let at = "\(source):\(i + 1)"
+            let value = try JSONValue.parse(bytes: &text, source: at)
+            guard case .object = value else { throw PRGEError.format("\(at): expected a JSON object, got \(value.typeName)") }
+            rows.append(JSONNode(value, source: at))
         }
         return rows
     }

@@ -126,7 +126,7 @@ public final class Trainer {
     /// "source:line"). All or nothing.
     @discardableResult
     public func addJSONL(_ text: String, source: String = "jsonl", to split: DataSplit) throws -> Int {
-        let s = try samples(rows: try Self.parseJSONL(Array(text.utf8), source: source))
+        let s = try samples(jsonl: text, source: source)
         append(s, to: split)
         return s.count
     }
@@ -160,26 +160,16 @@ public final class Trainer {
         try Evaluation.samples(rows: rows, objective: objective, maxLength: config.maxLength)
     }
 
+    /// The examples of JSONL text as samples (not added to any set); errors name "source:line".
+    public func samples(jsonl text: String, source: String = "jsonl") throws -> [Sample] {
+        try samples(rows: try Dataset.parseJSONL(Array(text.utf8), source: source))
+    }
+
     private func append(_ s: [Sample], to split: DataSplit) {
         switch split {
         case .train: trainSet += s
         case .dev: devSet += s
         }
-    }
-
-    /// Non-blank lines of JSONL text as objects, each with source "source:line".
-    static func parseJSONL(_ bytes: [UInt8], source: String) throws -> [JSONNode] {
-        var rows: [JSONNode] = []
-        for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
-            var text = Array(line)
-            if text.last == 0x0D { text.removeLast() }
-            if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            let where_ = "\(source):\(i + 1)"
-            let v = try JSONValue.parse(bytes: &text, source: where_)
-            guard case .object = v else { throw PRGEError.format("\(where_): expected a JSON object, got \(v.typeName)") }
-            rows.append(JSONNode(v, source: where_))
-        }
-        return rows
     }
 
     // ---- steps -----------------------------------------------------------------------------
@@ -233,7 +223,7 @@ public final class Trainer {
     /// A step on the examples of JSONL text.
     @discardableResult
     public func step(jsonl text: String, source: String = "jsonl") throws -> StepResult {
-        try step(samples: try samples(rows: try Self.parseJSONL(Array(text.utf8), source: source)))
+        try step(samples: try samples(jsonl: text, source: source))
     }
 
     // ---- runs ------------------------------------------------------------------------------
