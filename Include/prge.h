@@ -139,9 +139,10 @@ prge_status prge_detokenize(const prge_model *model, const int32_t *tokens, size
 typedef struct prge_adapter prge_adapter;
 
 /* Creates a fresh adapter for `model` (B = 0, A from the seed). `json_options` (NULL or "" for
- * the defaults) is a JSON object with any of:
+ * the defaults: the training recipe's adapter) is a JSON object with any of:
  *   {"rank": 16, "alpha": 32, "targets": ["q","k","v","o","gate","up","down"],
- *    "layers": [int, ...] (default, or null: all), "seed": 0}
+ *    "layers": [int, ...] (default [-10, ..., -1]: the top 10; negative indices count from
+ *    the last layer; null: all layers), "seed": 0}
  * Targets may also be given by their GGUF names ("attn_q", ..., "ffn_down"). Malformed JSON,
  * unknown keys and wrong types give PRGE_ERR_FORMAT, a layer the model lacks
  * PRGE_ERR_INVALID_ARGUMENT; messages name the JSON path ("json_options: $.rank: ...").

@@ -42,11 +42,11 @@ func checkFits(_ a: LoRAAdapter, _ model: Model) throws {
     }
 }
 
-/// Adapter options from a C string argument (NULL or "": the defaults), parsed by the engine's
+/// Adapter options from a C string argument (NULL or "": the recipe's adapter), parsed by the engine's
 /// `LoRAConfig.apply(options:)` (Sources/PRGE/Train/TrainConfig.swift), which a trainer config's
 /// "adapter" member goes through too. Errors name the argument and the JSON path.
 func loraConfig(options text: String?, source: String) throws -> LoRAConfig {
-    var c = LoRAConfig()
+    var c = Recipe.adapter
     guard let text, !text.isEmpty else { return c }
     try c.apply(options: JSONNode(try JSONValue.parse(text, source: source), source: source))
     return c

@@ -102,7 +102,7 @@ import Glibc
         let edits: [(String, (inout LoRAConfig) -> Void)] = [
             ("rank", { $0.rank = 0 }), ("rank", { $0.rank = 5000 }), ("alpha", { $0.alpha = .nan }), ("alpha", { $0.alpha = 0 }),
             ("no target", { $0.targets = [] }), ("duplicate target", { $0.targets = [.q, .q] }),
-            ("layer 30", { $0.layers = [30] }), ("layer -1", { $0.layers = [-1] }), ("duplicate layer", { $0.layers = [1, 1] }),
+            ("layer 30", { $0.layers = [30] }), ("layer -31", { $0.layers = [-31] }), ("duplicate layer", { $0.layers = [1, 1] }),
             ("empty layer list", { $0.layers = [] }),
         ]
         for (text, edit) in edits {

@@ -185,9 +185,11 @@ public struct TrainConfig: Sendable {
 
 extension LoRAConfig {
     /// Sets the adapter options present in `node`: {"rank", "alpha", "targets", "layers",
-    /// "seed"} as prge.h documents them for prge_adapter_create; null keeps the current value.
+    /// "seed"} as prge.h documents them for prge_adapter_create; null keeps the current value,
+    /// except "layers": null, which means all layers.
     public mutating func apply(options node: JSONNode) throws {
         try node.checkKeys(["rank", "alpha", "targets", "layers", "seed"])
+        if try node.object().contains(where: { $0.0 == "layers" && $0.1.isNull }) { layers = nil }
         if let v = try node.field("rank") { rank = try v.int(in: 1...LoRAConfig.maxRank) }
         if let v = try node.field("alpha") {
             let a = try v.float()
