@@ -16,7 +16,8 @@ SECS=300
 if [ "${1:-}" = "-t" ]; then SECS=$2; shift 2; fi
 TARGETS=${*:-gguf tokenizer config jsonl request daemon-config}
 B=fuzz/.build
-[ -n "${FUZZ_NO_BUILD:-}" ] || nice -n 19 fuzz/build.sh >"$B.log" 2>&1 || { cat "$B.log"; exit 1; }
+mkdir -p $B
+[ -n "${FUZZ_NO_BUILD:-}" ] || nice -n 19 fuzz/build.sh >"$B/build.log" 2>&1 || { cat "$B/build.log"; exit 1; }
 # The Swift runtime's backtracer and ASan both want the crash; leave it to ASan/libFuzzer.
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}

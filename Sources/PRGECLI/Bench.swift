@@ -9,7 +9,7 @@ enum Bench {
     /// The mode `step_seconds` is measured in: bf16, the intended training default (issue 4's
     /// first target needs it). TrainConfig still defaults to fp32; once the recipe has a
     /// numeric-mode member, read it here instead.
-    static let defaultMode = NumericMode.bf16
+    static let defaultMode = Recipe.numericMode   // the library's default numeric mode
 
     static let mode = Option("--mode", value: "fp32|bf16", help: "mode of step_seconds and the forward (default \(defaultMode.rawValue))")
     static let steps = Option("--steps", value: "N", help: "timed steps and forwards, median reported (default 5)")

@@ -1,5 +1,5 @@
 // libFuzzer entry points for prge's parsers. Compiled into the same module as Sources/PRGE
-// (fuzz/build.sh), so internal entry points (Vocab, Trainer.parseJSONL, LayerWeights) are
+// (fuzz/build.sh), so internal entry points (Vocab, Dataset.parseJSONL, LayerWeights) are
 // reachable without widening the library's public API.
 //
 // One binary, several targets; PRGE_FUZZ_TARGET picks one:
@@ -190,7 +190,7 @@ func fuzzJSONL(_ bytes: UnsafeRawBufferPointer) {
     let which = Int(bytes[0]) % jsonlTasks.count
     let maxLength = 2 + Int(bytes[1])
     let task = jsonlTasks[which]
-    guard let rows = try? Trainer.parseJSONL(Array(bytes.dropFirst(2)), source: "fuzz") else { return }
+    guard let rows = try? Dataset.parseJSONL(Array(bytes.dropFirst(2)), source: "fuzz") else { return }
     for row in rows {
         _ = try? task.examples(from: row, requireLabel: false)
         _ = try? task.examples(from: row, requireLabel: true)
