@@ -4,7 +4,8 @@
 #   scripts/sanitize.sh                 all three (asan, tsan, capi)
 #   scripts/sanitize.sh asan tsan       some of them
 #   SAN_FILTER=Tokenizer scripts/sanitize.sh tsan   only the Swift tests matching a pattern
-# Builds are release builds (-O: a debug build runs the forward-pass tests too slowly) with
+# Builds are release builds (-O: a debug build runs the forward-pass tests too slowly, and
+# -enable-testing for the tests' @testable import; the C ABI build shares it) with
 # sanitizer instrumentation of the Swift and the C targets (SwiftPM's --sanitize passes
 # -sanitize= to swiftc and -fsanitize= to clang), in .build/san/<sanitizer> so the normal build
 # stays as it is. Everything runs under nice -n 19 with one build job. Needs the reference model
@@ -31,7 +32,7 @@ swift_tests() { # $1 = address | thread
     san=$1
     echo "== swift test --sanitize $san (build: $LOGS/$san.build.log, run: $LOGS/$san.test.log)"
     start=$(date +%s)
-    if ! nice -n 19 $SWIFT build -c release --build-tests --jobs 1 --sanitize $san \
+    if ! nice -n 19 $SWIFT build -c release --build-tests --jobs 1 --sanitize $san -Xswiftc -enable-testing \
             --scratch-path .build/san/$san >$LOGS/$san.build.log 2>&1; then
         tail -20 $LOGS/$san.build.log
         failed="$failed $san-build"
@@ -52,7 +53,7 @@ capi_asan() {
     [ -f build/include/prge.h ] || { mkdir -p build/include && cp Include/prge.h build/include/; }
     { echo '{ global:'; sed -n 's/^[a-z][^(]*[ *]\(prge_[a-z0-9_]*\)(.*/    \1;/p' Include/prge.h; echo '  local: *; };'; } \
         >.build/san/libprge.map
-    if ! nice -n 19 $SWIFT build -c release --jobs 1 --sanitize address --product prge \
+    if ! nice -n 19 $SWIFT build -c release --jobs 1 --sanitize address -Xswiftc -enable-testing --product prge \
             --scratch-path .build/san/address -Xlinker --version-script=$(realpath .build/san/libprge.map) \
             >$LOGS/capi.build.log 2>&1; then
         tail -20 $LOGS/capi.build.log

@@ -266,7 +266,7 @@ static void test_long_prompt(prge_model *m) {
     for (size_t i = 0; i < n; i++) memcpy(prompt + 2 * i, " a", 2);
     prompt[2 * n] = '\0';
     size_t count = 0;
-    EXPECT_ERR(prge_tokenize(m, prompt, 2 * n, 0, 0, NULL, 0, &count), PRGE_ERR_BUFFER_TOO_SMALL, "needs");
+    EXPECT_ERR(prge_tokenize(m, prompt, 2 * n, 0, 0, NULL, 0, &count), PRGE_ERR_BUFFER_TOO_SMALL, "has");
     CHECK(count >= 8193, "%zu tokens", count);
     char buf[64];
     size_t len = 0;

@@ -110,11 +110,12 @@ extension JSONValue {
             return .bool(json_object_get_boolean(o) != 0)
         case json_type_int:
             // json-c keeps integers as int64/uint64, clamping beyond; anything over 2^53 is out.
-            let d = json_object_get_double(o)
-            guard abs(d) <= maxExactInteger else {
+            // Compared as an integer: as a Double, 2^53 + 1 would round to 2^53 and pass.
+            let i = json_object_get_int64(o)
+            guard i.magnitude <= 1 << 53 else {
                 throw PRGEError.format("\(source): \(path): integer \(String(cString: json_object_to_json_string(o))) is beyond ±2^53 and cannot be held exactly")
             }
-            return .number(Double(json_object_get_int64(o)))
+            return .number(Double(i))
         case json_type_double:
             let d = json_object_get_double(o)
             guard d.isFinite else { throw PRGEError.format("\(source): \(path): number is not finite") }
