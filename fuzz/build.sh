@@ -24,11 +24,13 @@ for c in Sources/PRGEKernels/*.c; do
 done
 
 echo "== prge-fuzz (swiftc -sanitize=fuzzer,address; a few minutes)"
+# Run from $OUT: swiftc may leave module files (PRGE-1.swiftmodule, ...) in its working directory.
+ROOT=$(pwd)
 # shellcheck disable=SC2046
-$SWIFTC -O -g -sanitize=fuzzer,address -parse-as-library -wmo -num-threads 1 -module-name PRGE \
-    -I fuzz/module -I Sources/CJSONC -Xcc -I/usr/include/json-c \
-    $(find Sources/PRGE -name '*.swift' | sort) fuzz/Sources/*.swift "$OUT"/obj/*.o \
-    -ljson-c -o "$OUT/prge-fuzz"
+(cd "$OUT" && $SWIFTC -O -g -sanitize=fuzzer,address -parse-as-library -wmo -num-threads 1 -module-name PRGE \
+    -I "$ROOT/fuzz/module" -I "$ROOT/Sources/CJSONC" -Xcc -I/usr/include/json-c \
+    $(find "$ROOT/Sources/PRGE" -name '*.swift' | sort) "$ROOT"/fuzz/Sources/*.swift obj/*.o \
+    -ljson-c -o prge-fuzz)
 
 echo "== prged-fuzz (clang -fsanitize=fuzzer,address)"
 $CLANG -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
