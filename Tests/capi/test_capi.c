@@ -45,36 +45,7 @@ static_assert(offsetof(prge_progress, dev_accuracy) == 44, "prge_progress layout
 static_assert(offsetof(prge_progress, best_dev_accuracy) == 48, "prge_progress layout");
 static_assert(sizeof(prge_progress) == 56, "prge_progress layout");
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-        }                                                                                  \
-    } while (0)
-
-/* A call that must fail with `want` and leave a message naming the problem (`needle`). */
-#define EXPECT_ERR(call, want, needle)                                                     \
-    do {                                                                                   \
-        prge_status s_ = (call);                                                           \
-        const char *m_ = prge_last_error();                                                \
-        CHECK(s_ == (want) && m_ != NULL && strstr(m_, (needle)) != NULL,                  \
-              "%s -> %d (%s), want %d; message \"%s\" should contain \"%s\"", #call, s_,   \
-              prge_status_string(s_), (int)(want), m_ ? m_ : "(null)", (needle));         \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                    \
-    do {                                                                                   \
-        prge_status s_ = (call);                                                           \
-        CHECK(s_ == PRGE_OK, "%s -> %d (%s): %s", #call, s_, prge_status_string(s_),      \
-              prge_last_error());                                                          \
-    } while (0)
+#include "check.h" /* CHECK, EXPECT_OK, EXPECT_ERR and the pass/fail counts */
 
 static const char *model_path;
 

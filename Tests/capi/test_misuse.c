@@ -25,36 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-        }                                                                                  \
-    } while (0)
-
-/* A call that must fail with `want` and leave a message naming the problem (`needle`). */
-#define EXPECT_ERR(call, want, needle)                                                     \
-    do {                                                                                   \
-        prge_status s_ = (call);                                                           \
-        const char *m_ = prge_last_error();                                                \
-        CHECK(s_ == (want) && m_ != NULL && strstr(m_, (needle)) != NULL,                  \
-              "%s -> %d (%s), want %d; message \"%s\" should contain \"%s\"", #call, s_,   \
-              prge_status_string(s_), (int)(want), m_ ? m_ : "(null)", (needle));         \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                    \
-    do {                                                                                   \
-        prge_status s_ = (call);                                                           \
-        CHECK(s_ == PRGE_OK, "%s -> %d (%s): %s", #call, s_, prge_status_string(s_),      \
-              prge_last_error());                                                          \
-    } while (0)
+#include "check.h" /* CHECK, EXPECT_OK, EXPECT_ERR and the pass/fail counts */
 
 /* Any failure status with a non-empty message (for cases where only "no crash" matters). */
 #define EXPECT_FAIL(call)                                                                  \
