@@ -12,14 +12,11 @@
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
 #include "prge_kernels.h"
+#include "kernels_internal.h"
 #include <stdio.h>
 #include <time.h>
 #include <stdatomic.h>
 #include <pthread.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define MM_X86 1
-#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -105,9 +102,8 @@ static int mm_decode_row(uint32_t type, const void *src, float *dst, int64_t K) 
     }
 }
 
-// Per-thread scratch, grown on demand and kept for the thread's life (one allocation per slot),
-// freed when the thread exits (a pthread key destructor: host threads come and go).
-// Slot 0: the packed X of the prge_matmul caller. Slots 1, 2: per-task buffers.
+// Per-thread scratch (kernels_internal.h), one allocation per slot, freed when the thread exits
+// (a pthread key destructor: host threads come and go). prge_matmul's slot 0 is its packed X.
 typedef struct { void *p; size_t n; } mm_buf;
 static _Thread_local mm_buf mm_tls[3];
 static pthread_key_t mm_tls_key;
@@ -121,7 +117,7 @@ static void mm_tls_free(void *v) {
     }
 }
 static void mm_tls_key_create(void) { (void)pthread_key_create(&mm_tls_key, mm_tls_free); }
-static void *mm_scratch(int slot, size_t bytes) {
+void *prge_scratch(int slot, size_t bytes) {
     mm_buf *b = &mm_tls[slot];
     if (b->n < bytes) {
         if (b->n == 0) {   // the thread's first buffer in this slot: make sure the destructor runs
@@ -164,7 +160,7 @@ static void mm_generic_task(void *vctx, int64_t task) {
     const int64_t n0 = task * MM_GEN_NT;
     const int64_t nn = (j->N - n0) < MM_GEN_NT ? (j->N - n0) : MM_GEN_NT;
     const int64_t K = j->K;
-    float *w = (float *)mm_scratch(1, (size_t)(nn * K + K) * sizeof(float));
+    float *w = (float *)prge_scratch(1, (size_t)(nn * K + K) * sizeof(float));
     float *xr = w + nn * K;
     for (int64_t n = 0; n < nn; n++) {
         if (mm_decode_row(j->wtype, j->W + (n0 + n) * j->wrb, w + n * K, K) != 0) abort();
@@ -190,12 +186,10 @@ static void mm_generic(prge_pool *pool, const mm_job *j) {
     prge_pool_run(pool, mm_generic_task, (void *)j, (j->N + MM_GEN_NT - 1) / MM_GEN_NT);
 }
 
-#if MM_X86
+#if PRGE_X86
 // =============================================================================================
 // AVX-512 (F/BW/VL/DQ + BF16) path.
 // =============================================================================================
-#define MM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
-#define MM_INLINE static inline __attribute__((always_inline))
 
 #ifndef MM_TUNE
 enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 24 };
@@ -204,7 +198,7 @@ enum { MR = MM_MR, NR = 32, NC = MM_NC, MM_SMALL_M = MM_SMALLM };
 #endif
 
 // Decode one row of K elements of `type` to fp32 (bit-identical to dequant.c's reference).
-MM_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, float *dst, int64_t K) {
+PRGE_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, float *dst, int64_t K) {
     int64_t i = 0;
     switch (type) {
     case PRGE_T_F32: memcpy(dst, b, (size_t)K * 4); return;
@@ -258,7 +252,7 @@ MM_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, floa
 }
 
 // 32 floats -> 16 dwords, each the bf16 pair (src[2p], src[2p+1]) (round to nearest even).
-MM_AVX512 MM_INLINE __m512i mm_pairs_bf16(const float *src) {
+PRGE_AVX512 PRGE_INLINE __m512i mm_pairs_bf16(const float *src) {
     const __m512 lo = _mm512_loadu_ps(src), hi = _mm512_loadu_ps(src + 16);
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
@@ -278,11 +272,11 @@ typedef struct {
 } mm_ctx;
 
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
-MM_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
+PRGE_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const int64_t b0 = task * c->xpack_per_task;
     const int64_t b1 = b0 + c->xpack_per_task < c->mblocks ? b0 + c->xpack_per_task : c->mblocks;
-    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
+    float *tmp = (float *)prge_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
     for (int64_t mb = b0; mb < b1; mb++) {
         for (int i = 0; i < MR; i++) {
             const int64_t m = mb * MR + i;
@@ -315,7 +309,7 @@ MM_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
 
 // ---- W panel packing: columns [n0, n0+32) -> k-major panel (zero for columns >= N) ----
 // In-register 16x16 transpose of 32-bit elements: r[i] holds row i; afterwards r[k] holds column k.
-MM_AVX512 MM_INLINE void mm_tr16(__m512 *r) {
+PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
     __m512 t[16], u[16];
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -340,7 +334,7 @@ MM_AVX512 MM_INLINE void mm_tr16(__m512 *r) {
 }
 
 // tmp: scratch of 16 rows x RS 32-bit elements, RS = KP rounded up to 16 (+ conversion slack).
-MM_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *panel, float *tmp) {
+PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *panel, float *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     const int64_t FS = c->KD + 32;   // floats per decode row (>= 2*RS for bf16)
     float *dec = tmp + 16 * RS;      // one decoded fp32 row (bf16 mode)
@@ -369,7 +363,7 @@ MM_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *panel
 }
 
 // ---- micro-kernels: MRC rows (of a packed block with stride MR) x 32 columns ----
-MM_AVX512 MM_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y, int64_t ldy,
+PRGE_AVX512 PRGE_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y, int64_t ldy,
                                       int rows, __mmask16 k0, __mmask16 k1, int accumulate) {
     for (int i = 0; i < MRC; i++) {
         if (i >= rows) break;
@@ -384,7 +378,7 @@ MM_AVX512 MM_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y
     }
 }
 
-MM_AVX512 MM_INLINE void mm_ukr_f32(const int MRC, const float *xp, const float *pan, int64_t K,
+PRGE_AVX512 PRGE_INLINE void mm_ukr_f32(const int MRC, const float *xp, const float *pan, int64_t K,
                                    float *y, int64_t ldy, int rows, __mmask16 k0, __mmask16 k1,
                                    int accumulate) {
     __m512 acc[MR][2];
@@ -400,7 +394,7 @@ MM_AVX512 MM_INLINE void mm_ukr_f32(const int MRC, const float *xp, const float 
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
 }
 
-MM_AVX512 MM_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
+PRGE_AVX512 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
                                     int64_t KP, float *y, int64_t ldy, int rows, __mmask16 k0,
                                     __mmask16 k1, int accumulate) {
     __m512 acc[MR][2];
@@ -428,16 +422,16 @@ MM_AVX512 MM_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const ui
     case 13: F(13, __VA_ARGS__); break; default: F(14, __VA_ARGS__); break;                      \
     }
 
-MM_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
+PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const int64_t ni = task / c->m_chunks, mi = task % c->m_chunks;
     const int64_t n0 = ni * NC;
     const int64_t ncols = c->N - n0 < NC ? c->N - n0 : NC;
     const int nsub = (int)((ncols + NR - 1) / NR);
     const size_t sub_elems = (size_t)c->KP * NR;   // floats or dwords, both 4 bytes
-    uint32_t *panel = (uint32_t *)mm_scratch(1, (size_t)nsub * sub_elems * 4);
+    uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)nsub * sub_elems * 4);
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
-    float *tmp = (float *)mm_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
+    float *tmp = (float *)prge_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
     for (int s = 0; s < nsub; s++) mm_pack_panel(c, n0 + s * NR, panel + s * sub_elems, tmp);
 
     const int64_t mb0 = mi * c->mb_per_chunk;
@@ -476,7 +470,7 @@ typedef struct {
     int64_t rows_per_task;
 } mm_dot_ctx;
 
-MM_AVX512 MM_INLINE void mm_dot_rows(const int R, const mm_dot_ctx *c, const void *wrow, int64_t m0,
+PRGE_AVX512 PRGE_INLINE void mm_dot_rows(const int R, const mm_dot_ctx *c, const void *wrow, int64_t m0,
                                     int64_t n) {
     __m512 a0[4], a1[4];
     for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_ps();
@@ -510,12 +504,12 @@ MM_AVX512 MM_INLINE void mm_dot_rows(const int R, const mm_dot_ctx *c, const voi
     }
 }
 
-MM_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
+PRGE_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
     const mm_dot_ctx *c = (const mm_dot_ctx *)vctx;
     const int64_t n0 = task * c->rows_per_task;
     const int64_t n1 = n0 + c->rows_per_task < c->N ? n0 + c->rows_per_task : c->N;
-    float *tmp = (float *)mm_scratch(2, (size_t)(c->KD + 64) * sizeof(float));
-    uint32_t *wb = (uint32_t *)mm_scratch(1, (size_t)(c->KD + 64) * 2);
+    float *tmp = (float *)prge_scratch(2, (size_t)(c->KD + 64) * sizeof(float));
+    uint32_t *wb = (uint32_t *)prge_scratch(1, (size_t)(c->KD + 64) * 2);
     memset(tmp + c->K, 0, (size_t)(c->KD - c->K) * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
         mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
@@ -535,14 +529,14 @@ MM_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
     }
 }
 
-MM_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
+PRGE_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
     const int threads = prge_pool_threads(pool);
     const int bf16 = j->mode == PRGE_MM_BF16;
     const int64_t KD = (j->K + 63) & ~(int64_t)63;   // the dot path steps 32 floats / 64 bf16
     if (j->M <= MM_SMALL_M) {
         const int64_t KW = bf16 ? KD / 2 : KD;
-        uint32_t *xs = (uint32_t *)mm_scratch(0, (size_t)(j->M * KW + 16) * 4);
-        float *row = (float *)mm_scratch(2, (size_t)(KD + 64) * sizeof(float));
+        uint32_t *xs = (uint32_t *)prge_scratch(0, (size_t)(j->M * KW + 16) * 4);
+        float *row = (float *)prge_scratch(2, (size_t)(KD + 64) * sizeof(float));
         for (int64_t m = 0; m < j->M; m++) {
             memcpy(row, j->X + m * j->ldx, (size_t)j->K * sizeof(float));
             memset(row + j->K, 0, (size_t)(KD - j->K) * sizeof(float));
@@ -567,7 +561,7 @@ MM_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
     c.KP = bf16 ? (j->K + 1) / 2 : j->K;
     c.KD = KD;
     c.mblocks = (j->M + MR - 1) / MR;
-    c.xp = mm_scratch(0, (size_t)(c.mblocks * c.KP * MR) * 4);
+    c.xp = prge_scratch(0, (size_t)(c.mblocks * c.KP * MR) * 4);
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
     prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
     c.n_tiles = (j->N + NC - 1) / NC;
@@ -585,14 +579,14 @@ MM_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
     c.m_chunks = (c.mblocks + c.mb_per_chunk - 1) / c.mb_per_chunk;
     prge_pool_run(pool, mm_panel_task, &c, c.n_tiles * c.m_chunks);
 }
-#endif  // MM_X86
+#endif  // PRGE_X86
 
-static int mm_cpu_path(void) {
+int prge_cpu_avx512(void) {
     // Every thread computes the same value; atomic so the race is a defined one (ThreadSanitizer).
     static atomic_int path = -1;
     if (atomic_load_explicit(&path, memory_order_relaxed) < 0) {
         int p = 0;
-#if MM_X86
+#if PRGE_X86
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -607,7 +601,7 @@ static int mm_cpu_path(void) {
     return atomic_load_explicit(&path, memory_order_relaxed);
 }
 
-const char *prge_matmul_path(void) { return mm_cpu_path() == 1 ? "avx512-bf16" : "generic"; }
+const char *prge_matmul_path(void) { return prge_cpu_avx512() == 1 ? "avx512-bf16" : "generic"; }
 
 void prge_matmul(prge_pool *pool, int mode,
                  const float *X, int64_t ldx,
@@ -622,8 +616,8 @@ void prge_matmul(prge_pool *pool, int mode,
     }
     const int force_generic = (mode & PRGE_MM_GENERIC) != 0;
     mm_job j = {mode & 0xff, X, ldx, (const uint8_t *)W, wtype, w_row_bytes, Y, ldy, M, N, K, accumulate};
-#if MM_X86
-    if (!force_generic && mm_cpu_path() == 1) { mm_avx512(pool, &j); return; }
+#if PRGE_X86
+    if (!force_generic && prge_cpu_avx512() == 1) { mm_avx512(pool, &j); return; }
 #endif
     (void)force_generic;
     mm_generic(pool, &j);
@@ -640,8 +634,8 @@ typedef struct {
     double sink;
 } mm_peak_ctx;
 
-#if MM_X86
-MM_AVX512 static double mm_peak_loop_avx512(int bf16, int64_t iters) {
+#if PRGE_X86
+PRGE_AVX512 static double mm_peak_loop_avx512(int bf16, int64_t iters) {
     __m512 a[16];
     for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
     const __m512 b = _mm512_set1_ps(0.999f), cc = _mm512_set1_ps(1e-6f);
@@ -679,8 +673,8 @@ static void mm_peak_task(void *vctx, int64_t task) {
     atomic_fetch_add(&c->arrived, 1);
     while (atomic_load(&c->arrived) < c->threads) { }
     double r;
-#if MM_X86
-    if (mm_cpu_path() == 1) r = mm_peak_loop_avx512(c->bf16, c->iters);
+#if PRGE_X86
+    if (prge_cpu_avx512() == 1) r = mm_peak_loop_avx512(c->bf16, c->iters);
     else
 #endif
         r = mm_peak_loop_generic(c->iters);
@@ -695,7 +689,7 @@ static double mm_now(void) {
 
 static double mm_peak(int threads, int bf16) {
     if (threads < 1) threads = 1;
-    if (bf16 && mm_cpu_path() != 1) return 0.0;
+    if (bf16 && prge_cpu_avx512() != 1) return 0.0;
     prge_pool *pool = prge_pool_create(threads);
     if (!pool) return 0.0;
     const int64_t iters = 2000000;   // 16 zmm ops per iteration: ~32M ops per thread
@@ -706,7 +700,7 @@ static double mm_peak(int threads, int bf16) {
         prge_pool_run(pool, mm_peak_task, &c, threads);
         const double dt = mm_now() - t0;
         double flops_per_iter;
-        if (mm_cpu_path() == 1) flops_per_iter = bf16 ? 16.0 * 16 * 4 : 16.0 * 16 * 2;
+        if (prge_cpu_avx512() == 1) flops_per_iter = bf16 ? 16.0 * 16 * 4 : 16.0 * 16 * 2;
         else flops_per_iter = 16.0 * 8 * 2;
         const double g = (double)threads * (double)iters * flops_per_iter / dt * 1e-9;
         if (g > best) best = g;

@@ -61,6 +61,18 @@ const char *prge_matmul_path(void);
 double prge_bench_fma_peak_gflops(int threads);
 double prge_bench_bf16_peak_gflops(int threads);
 
+// ---- lora.c: the LoRA-FA B term of all copies of a batch, one parallel region ----------------
+// Fills out[0, count) with elements start ..< start + count of the N(0, 1) stream of `query`
+// (the caller's ctx fixes the rest of the key). Called from the pool's threads.
+typedef void (*prge_normal_fn)(void *ctx, int32_t query, int64_t start, int64_t count, float *out);
+// For each copy c, rows c·T ..< (c+1)·T of H ([copies·T, r], row stride ldh) and Y (stride ldy):
+//   Y[rows] += s · H[rows] · (B + e[c] · Z)ᵀ,   B: [N, r] row-major,
+// Z = elements of query[c]'s stream in B's element order (drawn only where e[c] != 0).
+// Bit-identical for any pool size and copy count; mode: 0, or PRGE_MM_GENERIC for the C path.
+void prge_lora_b(prge_pool *pool, int mode, const float *H, int64_t ldh, const float *B,
+                 int64_t N, int64_t r, int64_t T, int64_t copies, const int32_t *query,
+                 const float *e, prge_normal_fn normal, void *normal_ctx, float s,
+                 float *Y, int64_t ldy);
 
 // ---- attention.c ----------------------------------------------------------------------------
 // One head, one sequence. Query row t (of n_new) sits at absolute position p0 + t and attends

@@ -1,0 +1,167 @@
+// lora.c: the LoRA-FA B term of every copy of a P-RGE batch in one parallel region.
+//
+// Copy c owns rows c·T ..< (c+1)·T of H and Y and adds s · H_c · (B + e_c · z_{q_c})ᵀ.
+// One task per 32 output columns runs all copies for them: it transposes its columns of B
+// into a k-major [r, 32] panel once, draws each query's z for those columns once (into L1),
+// and for each copy builds the panel of B + e·z and streams the copy's rows past it.
+// Every output element is computed by exactly one task as
+//     acc = Σ_j h[m, j] · p[j, n]  (j ascending, one FMA chain),   y[m, n] += s · acc
+// so results do not depend on the thread count, on the row blocking or on the copy count
+// (sequential RGE, one copy per forward, gets the same bits per copy as fused P-RGE).
+#include "prge_kernels.h"
+#include "kernels_internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum { LB_NC = 32 };   // output columns per task: two zmm of fp32
+
+typedef struct {
+    const float *H; int64_t ldh;
+    const float *B;
+    int64_t N, r, T, copies;
+    const int32_t *query;
+    const float *e;
+    const int32_t *order;          // copies grouped by query, e = 0 first: each z drawn once
+    prge_normal_fn normal; void *normal_ctx;
+    float s;
+    float *Y; int64_t ldy;
+    int avx512;
+} lb_ctx;
+
+// dst[j][i] = src[(n0 + i)·r + j] for the task's nc columns, zero for i >= nc: [r, LB_NC]
+static void lb_transpose(const float *src, int64_t r, int64_t nc, float *dst) {
+    for (int64_t j = 0; j < r; j++)
+        for (int64_t i = 0; i < LB_NC; i++) dst[j * LB_NC + i] = i < nc ? src[i * r + j] : 0.0f;
+}
+
+// ---- portable path ---------------------------------------------------------------------------
+static void lb_panel_generic(const float *bT, const float *zT, float e, int64_t r, float *pan) {
+    for (int64_t i = 0; i < r * LB_NC; i++) pan[i] = bT[i] + e * zT[i];
+}
+
+static void lb_rows_generic(const lb_ctx *c, const float *pan, int64_t m0, int64_t m1, int64_t n0, int64_t nc) {
+    for (int64_t m = m0; m < m1; m++) {
+        const float *h = c->H + m * c->ldh;
+        float *y = c->Y + m * c->ldy + n0;
+        for (int64_t i = 0; i < nc; i++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < c->r; j++) acc += h[j] * pan[j * LB_NC + i];
+            y[i] += c->s * acc;
+        }
+    }
+}
+
+#if PRGE_X86
+// ---- AVX-512 path ----------------------------------------------------------------------------
+enum { LB_MR = 12 };   // rows per micro-kernel call: 24 accumulators + 2 panel registers
+
+PRGE_AVX512 static void lb_panel_avx512(const float *bT, const float *zT, float e, int64_t r, float *pan) {
+    const __m512 ev = _mm512_set1_ps(e);
+    for (int64_t i = 0; i < r * LB_NC; i += 16)
+        _mm512_store_ps(pan + i, _mm512_fmadd_ps(ev, _mm512_load_ps(zT + i), _mm512_load_ps(bT + i)));
+}
+
+// R rows from m0, the task's columns (masks k0, k1 cover the nc valid ones).
+PRGE_AVX512 PRGE_INLINE void lb_ukr(const int R, const lb_ctx *c, const float *pan, int64_t m0,
+                                    int64_t n0, __mmask16 k0, __mmask16 k1) {
+    __m512 acc[LB_MR][2];
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    const float *h = c->H + m0 * c->ldh;
+    for (int64_t j = 0; j < c->r; j++) {
+        const __m512 p0 = _mm512_load_ps(pan + j * LB_NC), p1 = _mm512_load_ps(pan + j * LB_NC + 16);
+        for (int i = 0; i < R; i++) {
+            const __m512 a = _mm512_set1_ps(h[i * c->ldh + j]);
+            acc[i][0] = _mm512_fmadd_ps(a, p0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, p1, acc[i][1]);
+        }
+    }
+    const __m512 s = _mm512_set1_ps(c->s);
+    for (int i = 0; i < R; i++) {
+        float *y = c->Y + (m0 + i) * c->ldy + n0;
+        _mm512_mask_storeu_ps(y, k0, _mm512_fmadd_ps(s, acc[i][0], _mm512_maskz_loadu_ps(k0, y)));
+        _mm512_mask_storeu_ps(y + 16, k1, _mm512_fmadd_ps(s, acc[i][1], _mm512_maskz_loadu_ps(k1, y + 16)));
+    }
+}
+
+PRGE_AVX512 static void lb_rows_avx512(const lb_ctx *c, const float *pan, int64_t m0, int64_t m1, int64_t n0, int64_t nc) {
+    const __mmask16 k0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
+    const __mmask16 k1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    int64_t m = m0;
+    for (; m + LB_MR <= m1; m += LB_MR) lb_ukr(LB_MR, c, pan, m, n0, k0, k1);
+    switch (m1 - m) {   // the remainder, in one call
+    case 11: lb_ukr(11, c, pan, m, n0, k0, k1); break;
+    case 10: lb_ukr(10, c, pan, m, n0, k0, k1); break;
+    case 9: lb_ukr(9, c, pan, m, n0, k0, k1); break;
+    case 8: lb_ukr(8, c, pan, m, n0, k0, k1); break;
+    case 7: lb_ukr(7, c, pan, m, n0, k0, k1); break;
+    case 6: lb_ukr(6, c, pan, m, n0, k0, k1); break;
+    case 5: lb_ukr(5, c, pan, m, n0, k0, k1); break;
+    case 4: lb_ukr(4, c, pan, m, n0, k0, k1); break;
+    case 3: lb_ukr(3, c, pan, m, n0, k0, k1); break;
+    case 2: lb_ukr(2, c, pan, m, n0, k0, k1); break;
+    case 1: lb_ukr(1, c, pan, m, n0, k0, k1); break;
+    default: break;
+    }
+}
+#endif
+
+// ---- one task: columns [n0, n0 + nc) of every copy ---------------------------------------------
+static void lb_task(void *vctx, int64_t task) {
+    const lb_ctx *c = (const lb_ctx *)vctx;
+    const int64_t r = c->r, n0 = task * LB_NC;
+    const int64_t nc = c->N - n0 < LB_NC ? c->N - n0 : LB_NC;
+    const size_t panel = (size_t)(r * LB_NC);
+    float *bT = (float *)prge_scratch(1, (3 * panel + (size_t)(nc * r)) * sizeof(float));
+    float *zT = bT + panel, *pan = zT + panel, *z = pan + panel;   // z: [nc, r] as drawn
+    lb_transpose(c->B + n0 * r, r, nc, bT);
+    int32_t drawn = -1;   // query whose z is in zT
+    for (int64_t k = 0; k < c->copies; k++) {
+        const int64_t cp = c->order[k];
+        const float e = c->e[cp];
+        const float *p = bT;   // e = 0: B itself
+        if (e != 0.0f) {
+            if (c->query[cp] != drawn) {
+                drawn = c->query[cp];
+                c->normal(c->normal_ctx, drawn, n0 * r, nc * r, z);   // B's row-major element order
+                lb_transpose(z, r, nc, zT);
+            }
+#if PRGE_X86
+            if (c->avx512) lb_panel_avx512(bT, zT, e, r, pan);
+            else
+#endif
+                lb_panel_generic(bT, zT, e, r, pan);
+            p = pan;
+        }
+        const int64_t m0 = cp * c->T, m1 = m0 + c->T;
+#if PRGE_X86
+        if (c->avx512) { lb_rows_avx512(c, p, m0, m1, n0, nc); continue; }
+#endif
+        lb_rows_generic(c, p, m0, m1, n0, nc);
+    }
+}
+
+// Copy indices grouped by (e ≠ 0, query), ties by index: [copies]
+static void lb_order(const int32_t *query, const float *e, int64_t copies, int32_t *order) {
+    for (int64_t k = 0; k < copies; k++) {   // insertion sort: copies are few (2q)
+        const int64_t key = e[k] == 0.0f ? -1 : query[k];
+        int64_t i = k;
+        for (; i > 0; i--) {
+            const int32_t o = order[i - 1];
+            if ((e[o] == 0.0f ? -1 : query[o]) <= key) break;
+            order[i] = o;
+        }
+        order[i] = (int32_t)k;
+    }
+}
+
+void prge_lora_b(prge_pool *pool, int mode, const float *H, int64_t ldh, const float *B,
+                 int64_t N, int64_t r, int64_t T, int64_t copies, const int32_t *query,
+                 const float *e, prge_normal_fn normal, void *normal_ctx, float s,
+                 float *Y, int64_t ldy) {
+    if (N <= 0 || r <= 0 || T <= 0 || copies <= 0) return;
+    int32_t *order = (int32_t *)prge_scratch(0, (size_t)copies * sizeof(int32_t));
+    lb_order(query, e, copies, order);
+    lb_ctx c = {H, ldh, B, N, r, T, copies, query, e, order, normal, normal_ctx, s, Y, ldy,
+                (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
+    prge_pool_run(pool, lb_task, &c, (N + LB_NC - 1) / LB_NC);
+}
