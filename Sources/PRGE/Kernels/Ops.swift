@@ -2,24 +2,22 @@
 import Glibc
 #endif
 
-// Row-wise elementwise ops of the Llama block. Cheap next to the matmuls: plain Swift.
+import PRGEKernels
 
-/// out[i] = x[i] / sqrt(mean(x²) + eps) · w[i] for one row of n.
+// Row-wise ops of the Llama block: RMSNorm and SwiGLU are C kernels (ops.c, vectorized, one
+// parallel region each); RoPE's tables are here.
+
+/// out[r, i] = x[r, i] / sqrt(mean(x[r]²) + eps) · w[i] for `rows` rows of n.
 @inline(__always)
-func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, n: Int, eps: Float) {
-    var ss: Float = 0
-    for i in 0..<n { ss += x[i] * x[i] }
-    let inv = 1 / (ss / Float(n) + eps).squareRoot()
-    for i in 0..<n { out[i] = x[i] * inv * w[i] }
+func rmsNorm(_ pool: ThreadPool, _ x: UnsafePointer<Float>, ldx: Int, _ w: UnsafePointer<Float>,
+             _ out: UnsafeMutablePointer<Float>, ldo: Int, rows: Int, n: Int, eps: Float) {
+    prge_rms_norm(pool.raw, 0, x, Int64(ldx), w, out, Int64(ldo), Int64(rows), Int64(n), eps)
 }
 
-/// gate[i] = silu(gate[i]) · up[i]  (SwiGLU), in place.
+/// gate[i] = silu(gate[i]) · up[i]  (SwiGLU), in place, over n elements.
 @inline(__always)
-func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, n: Int) {
-    for i in 0..<n {
-        let g = gate[i]
-        gate[i] = g / (1 + expf(-g)) * up[i]
-    }
+func swiglu(_ pool: ThreadPool, _ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, n: Int) {
+    prge_swiglu(pool.raw, 0, gate, up, Int64(n))
 }
 
 /// RoPE tables for one position: cos/sin of pos · base^(-2i/ropeDim), i < ropeDim/2.

@@ -70,7 +70,8 @@ extension Context {
                 for k in 0..<copies {
                     for (i, o) in batch.outputs.enumerated() {
                         let row = k * T + L.start[o.seq] + o.pos
-                        rmsNorm(x + row * d, w.baseAddress!, hp.baseAddress! + (k * nOut + i) * d, n: d, eps: c.rmsEps)
+                        rmsNorm(pool, x + row * d, ldx: d, w.baseAddress!, hp.baseAddress! + (k * nOut + i) * d, ldo: d,
+                                rows: 1, n: d, eps: c.rmsEps)
                     }
                 }
             }
@@ -126,7 +127,7 @@ extension Context {
 
         // ---- attention block
         w.attnNorm.withUnsafeBufferPointer { nw in
-            forRows(R) { lo, hi in for r in lo..<hi { rmsNorm(x + r * d, nw.baseAddress!, xb + r * d, n: d, eps: c.rmsEps) } }
+            rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
         project(l, .q, xb, ldx: d, q, ldy: qd, R: R, T: T, lora: lora)
         project(l, .k, xb, ldx: d, k, ldy: kvd, R: R, T: T, lora: lora)
@@ -139,11 +140,11 @@ extension Context {
         // ---- feed-forward block (SwiGLU)
         let g = ws.gate.ensure(R * ff), u = ws.up.ensure(R * ff)
         w.ffnNorm.withUnsafeBufferPointer { nw in
-            forRows(R) { lo, hi in for r in lo..<hi { rmsNorm(x + r * d, nw.baseAddress!, xb + r * d, n: d, eps: c.rmsEps) } }
+            rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
         project(l, .gate, xb, ldx: d, g, ldy: ff, R: R, T: T, lora: lora)
         project(l, .up, xb, ldx: d, u, ldy: ff, R: R, T: T, lora: lora)
-        forRows(R) { lo, hi in swiglu(g + lo * ff, u + lo * ff, n: (hi - lo) * ff) }
+        swiglu(pool, g, u, n: R * ff)
         project(l, .down, g, ldx: ff, x, ldy: d, R: R, T: T, lora: lora, accumulate: true)  // x += Wdown·h
     }
 

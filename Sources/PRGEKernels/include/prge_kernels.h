@@ -74,6 +74,14 @@ void prge_lora_b(prge_pool *pool, int mode, const float *H, int64_t ldh, const f
                  const float *e, prge_normal_fn normal, void *normal_ctx, float s,
                  float *Y, int64_t ldy);
 
+// ---- ops.c: row-wise ops of the Llama block, one parallel region each ------------------------
+// Bit-identical for any pool size; mode: 0, or PRGE_MM_GENERIC for the C path.
+// out[r, i] = x[r, i] / sqrt(mean_i(x[r, i]²) + eps) · w[i] for `rows` rows of n (out may be x).
+void prge_rms_norm(prge_pool *pool, int mode, const float *x, int64_t ldx, const float *w,
+                   float *out, int64_t ldo, int64_t rows, int64_t n, float eps);
+// gate[i] = silu(gate[i]) · up[i] for i < n, silu(g) = g / (1 + e^-g); e^x within 2 ulp.
+void prge_swiglu(prge_pool *pool, int mode, float *gate, const float *up, int64_t n);
+
 // ---- attention.c ----------------------------------------------------------------------------
 // One head, one sequence. Query row t (of n_new) sits at absolute position p0 + t and attends
 // to key/value rows 0..p0+t. q/out rows have strides ldq/ldo, k/v rows stride ldkv (floats).

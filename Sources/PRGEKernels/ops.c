@@ -1,0 +1,122 @@
+// ops.c: the row-wise ops of the Llama block (RMSNorm, SwiGLU), one parallel region each.
+//
+// An element's arithmetic depends only on its row (RMSNorm) or on itself (SwiGLU), never on
+// how the work is split into tasks: the AVX-512 path covers row tails with masked lanes of the
+// same vector code, not a scalar loop. So results are bit-identical for any thread count.
+#include "prge_kernels.h"
+#include "kernels_internal.h"
+#include <math.h>
+
+enum { OPS_NORM_ROWS = 16, OPS_SWIGLU_ELEMS = 16384 };   // work per task
+
+typedef struct {
+    const float *x; int64_t ldx;
+    const float *w;
+    float *out; int64_t ldo;
+    int64_t rows, n;
+    float eps;
+    int avx512;
+} ops_norm_ctx;
+
+typedef struct {
+    float *gate; const float *up;
+    int64_t n;
+    int avx512;
+} ops_swiglu_ctx;
+
+// ---- portable path ---------------------------------------------------------------------------
+static void ops_norm_row_generic(const float *x, const float *w, float *out, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * inv * w[i];
+}
+
+static void ops_swiglu_generic(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+#if PRGE_X86
+// ---- AVX-512 path ----------------------------------------------------------------------------
+PRGE_AVX512 PRGE_INLINE __mmask16 ops_mask(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+PRGE_AVX512 static void ops_norm_row_avx512(const float *x, const float *w, float *out, int64_t n, float eps) {
+    __m512 ss = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(ops_mask(n - i), x + i);
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float)n + eps));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = ops_mask(n - i);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + i)));
+    }
+}
+
+// e^x to ~1 ulp: x = k·ln2 + f, |f| ≤ ln2/2 (ln2 in two parts, Cody–Waite), e^f by Cephes
+// expf's polynomial, 2^k applied by scalef (which saturates to 0 and ∞). The clamp keeps k and
+// f finite; e^x is already 0 or ∞ in fp32 beyond it.
+PRGE_AVX512 PRGE_INLINE __m512 ops_exp(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    f = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), f);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+
+PRGE_AVX512 static void ops_swiglu_avx512(float *gate, const float *up, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = ops_mask(n - i);
+        const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, ops_exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(k, up + i)));
+    }
+}
+#endif
+
+static void ops_norm_task(void *vctx, int64_t task) {
+    const ops_norm_ctx *c = (const ops_norm_ctx *)vctx;
+    const int64_t r0 = task * OPS_NORM_ROWS;
+    const int64_t r1 = r0 + OPS_NORM_ROWS < c->rows ? r0 + OPS_NORM_ROWS : c->rows;
+    for (int64_t r = r0; r < r1; r++) {
+#if PRGE_X86
+        if (c->avx512) { ops_norm_row_avx512(c->x + r * c->ldx, c->w, c->out + r * c->ldo, c->n, c->eps); continue; }
+#endif
+        ops_norm_row_generic(c->x + r * c->ldx, c->w, c->out + r * c->ldo, c->n, c->eps);
+    }
+}
+
+static void ops_swiglu_task(void *vctx, int64_t task) {
+    const ops_swiglu_ctx *c = (const ops_swiglu_ctx *)vctx;
+    const int64_t i0 = task * OPS_SWIGLU_ELEMS;
+    const int64_t n = c->n - i0 < OPS_SWIGLU_ELEMS ? c->n - i0 : OPS_SWIGLU_ELEMS;
+#if PRGE_X86
+    if (c->avx512) { ops_swiglu_avx512(c->gate + i0, c->up + i0, n); return; }
+#endif
+    ops_swiglu_generic(c->gate + i0, c->up + i0, n);
+}
+
+void prge_rms_norm(prge_pool *pool, int mode, const float *x, int64_t ldx, const float *w,
+                   float *out, int64_t ldo, int64_t rows, int64_t n, float eps) {
+    if (rows <= 0 || n <= 0) return;
+    ops_norm_ctx c = {x, ldx, w, out, ldo, rows, n, eps, (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
+    prge_pool_run(pool, ops_norm_task, &c, (rows + OPS_NORM_ROWS - 1) / OPS_NORM_ROWS);
+}
+
+void prge_swiglu(prge_pool *pool, int mode, float *gate, const float *up, int64_t n) {
+    if (n <= 0) return;
+    ops_swiglu_ctx c = {gate, up, n, (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
+    prge_pool_run(pool, ops_swiglu_task, &c, (n + OPS_SWIGLU_ELEMS - 1) / OPS_SWIGLU_ELEMS);
+}
