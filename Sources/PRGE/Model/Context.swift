@@ -66,6 +66,6 @@ public final class Context {
 final class Workspace {
     let x = FloatBuffer(), xb = FloatBuffer(), q = FloatBuffer(), k = FloatBuffer(), v = FloatBuffer()
     let att = FloatBuffer(), gate = FloatBuffer(), up = FloatBuffer()
-    let loraH = FloatBuffer()
+    let loraA = FloatBuffer(), loraH = FloatBuffer()
     let attScratch = FloatBuffer(), ropeCos = FloatBuffer(), ropeSin = FloatBuffer()
 }

@@ -129,32 +129,37 @@ extension Context {
         w.attnNorm.withUnsafeBufferPointer { nw in
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
-        project(l, .q, xb, ldx: d, q, ldy: qd, R: R, T: T, lora: lora)
-        project(l, .k, xb, ldx: d, k, ldy: kvd, R: R, T: T, lora: lora)
-        project(l, .v, xb, ldx: d, v, ldy: kvd, R: R, T: T, lora: lora)
+        let qkv = loraInput(l, [.q, .k, .v], lora, xb, ldx: d, rows: R)
+        project(l, .q, xb, ldx: d, q, ldy: qd, R: R, T: T, lora: lora, qkv)
+        project(l, .k, xb, ldx: d, k, ldy: kvd, R: R, T: T, lora: lora, qkv)
+        project(l, .v, xb, ldx: d, v, ldy: kvd, R: R, T: T, lora: lora, qkv)
         applyRope(q, heads: c.nHead, R: R, T: T)
         applyRope(k, heads: c.nHeadKV, R: R, T: T)
         attention(l, q: q, k: k, v: v, out: att, L: L, copies: copies, cache: cache)
-        project(l, .o, att, ldx: qd, x, ldy: d, R: R, T: T, lora: lora, accumulate: true)   // x += Wo·att
+        project(l, .o, att, ldx: qd, x, ldy: d, R: R, T: T, lora: lora,                     // x += Wo·att
+                loraInput(l, [.o], lora, att, ldx: qd, rows: R), accumulate: true)
 
         // ---- feed-forward block (SwiGLU)
         let g = ws.gate.ensure(R * ff), u = ws.up.ensure(R * ff)
         w.ffnNorm.withUnsafeBufferPointer { nw in
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
-        project(l, .gate, xb, ldx: d, g, ldy: ff, R: R, T: T, lora: lora)
-        project(l, .up, xb, ldx: d, u, ldy: ff, R: R, T: T, lora: lora)
+        let gateUp = loraInput(l, [.gate, .up], lora, xb, ldx: d, rows: R)
+        project(l, .gate, xb, ldx: d, g, ldy: ff, R: R, T: T, lora: lora, gateUp)
+        project(l, .up, xb, ldx: d, u, ldy: ff, R: R, T: T, lora: lora, gateUp)
         swiglu(pool, g, u, n: R * ff)
-        project(l, .down, g, ldx: ff, x, ldy: d, R: R, T: T, lora: lora, accumulate: true)  // x += Wdown·h
+        project(l, .down, g, ldx: ff, x, ldy: d, R: R, T: T, lora: lora,                     // x += Wdown·h
+                loraInput(l, [.down], lora, g, ldx: ff, rows: R), accumulate: true)
     }
 
-    // y (+)= W·x, plus the LoRA term of each copy when the projection is adapted.
+    // y (+)= W·x, plus the LoRA term of each copy when the projection is adapted (`input`: x Aᵀ
+    // of its group, from loraInput).
     private func project(_ l: Int, _ p: Projection, _ x: UnsafeMutablePointer<Float>, ldx: Int,
                          _ y: UnsafeMutablePointer<Float>, ldy: Int, R: Int, T: Int,
-                         lora: LoRAPlan?, accumulate: Bool = false) {
+                         lora: LoRAPlan?, _ input: LoRAInput?, accumulate: Bool = false) {
         matmul(pool, mode, x, ldx: ldx, model.layers[l].matrix(p), y, ldy: ldy, rows: R, accumulate: accumulate)
-        if let plan = lora, let slot = plan.adapter.slot(layer: l, p) {
-            addLoRA(slot, plan, x, ldx: ldx, y, ldy: ldy, T: T)
+        if let plan = lora, let h = input, let slot = plan.adapter.slot(layer: l, p) {
+            addLoRA(slot, plan, h, y, ldy: ldy, T: T)
         }
     }
 

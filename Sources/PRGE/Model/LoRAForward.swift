@@ -1,23 +1,49 @@
 import PRGEKernels
 
-// The LoRA-FA term of one adapted projection, for every copy of the batch:
+// The LoRA-FA term of the adapted projections of a layer, for every copy of the batch:
 //   y[copy rows] += s · (x Aᵀ) · (B + sign·ε·z_query)ᵀ,   s = α / r.
-// x Aᵀ is one GEMM over all rows (A is shared and frozen). The B term of all copies is one
-// kernel call: its tasks own output columns, draw each query's z for them (the counter RNG
-// makes any element range cheap to regenerate) and build B + e·z in L1.
+// x Aᵀ is one GEMM over all rows (A is shared and frozen), for all projections that read the
+// same x at once (q, k, v; gate, up). The B term of all copies is one kernel call: its tasks
+// own output columns, draw each query's z for them (the counter RNG makes any element range
+// cheap to regenerate) and build B + e·z in L1.
+
+/// x Aᵀ of a group of projections that share their input: [R, ld], projection p's r columns
+/// starting at column[p].
+struct LoRAInput {
+    let h: UnsafeMutablePointer<Float>
+    let ld: Int
+    let column: [Projection: Int]
+}
+
 extension Context {
-    func addLoRA(_ slot: LoRASlot, _ plan: LoRAPlan, _ x: UnsafeMutablePointer<Float>, ldx: Int,
-                 _ y: UnsafeMutablePointer<Float>, ldy: Int, T: Int) {
-        let r = slot.rank, copies = plan.copies.count
-        let h = ws.loraH.ensure(copies * T * r)                    // [R, r]
-        slot.a.withUnsafeBufferPointer { a in
-            matmulF32(pool, x, ldx: ldx, a.baseAddress!, n: r, k: slot.dIn, h, ldy: r, rows: copies * T, accumulate: false)
+    /// x Aᵀ for the adapted projections of `group` (nil if none is adapted) as one GEMM with
+    /// their A's stacked. Each output element is the same dot product as with A alone: the GEMM's
+    /// order of operations depends on M and K, not on N.
+    func loraInput(_ l: Int, _ group: [Projection], _ lora: LoRAPlan?, _ x: UnsafePointer<Float>, ldx: Int, rows: Int) -> LoRAInput? {
+        guard let plan = lora else { return nil }
+        let slots = group.compactMap { plan.adapter.slot(layer: l, $0) }
+        guard let dIn = slots.first?.dIn else { return nil }
+        let ld = slots.reduce(0) { $0 + $1.rank }
+        let a = ws.loraA.ensure(ld * dIn)                          // [ld, d_in] stacked A
+        var column: [Projection: Int] = [:], c = 0
+        for s in slots {
+            s.a.withUnsafeBufferPointer { (a + c * dIn).update(from: $0.baseAddress!, count: $0.count) }
+            column[s.proj] = c
+            c += s.rank
         }
+        let h = ws.loraH.ensure(rows * ld)                         // [R, ld]
+        matmulF32(pool, x, ldx: ldx, a, n: ld, k: dIn, h, ldy: ld, rows: rows, accumulate: false)
+        return LoRAInput(h: h, ld: ld, column: column)
+    }
+
+    /// y += the LoRA term of `slot` for every copy of `plan`, from its columns of `input`.
+    func addLoRA(_ slot: LoRASlot, _ plan: LoRAPlan, _ input: LoRAInput, _ y: UnsafeMutablePointer<Float>, ldy: Int, T: Int) {
         let query = plan.copies.map { Int32($0.query) }, e = plan.copies.map { $0.sign * plan.eps }
         var streams = ZStreams(seed: plan.seed, step: plan.step, tensor: UInt32(slot.index))
         slot.b.withUnsafeBufferPointer { b in
-            prge_lora_b(pool.raw, 0, h, Int64(r), b.baseAddress!, Int64(slot.dOut), Int64(r), Int64(T),
-                        Int64(copies), query, e, drawNormal, &streams, plan.adapter.scale, y, Int64(ldy))
+            prge_lora_b(pool.raw, 0, input.h + input.column[slot.proj]!, Int64(input.ld), b.baseAddress!,
+                        Int64(slot.dOut), Int64(slot.rank), Int64(T), Int64(plan.copies.count), query, e,
+                        drawNormal, &streams, plan.adapter.scale, y, Int64(ldy))
         }
     }
 }
