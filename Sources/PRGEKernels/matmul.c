@@ -257,18 +257,27 @@ PRGE_AVX512 PRGE_INLINE __m512i mm_pairs_bf16(const float *src) {
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
+// One product X·Wᵀ of a panel-path call, and how its tasks split it (column tiles × M chunks).
+typedef struct {
+    const uint8_t *W; uint32_t wtype; int64_t wrb;
+    float *Y; int64_t ldy;
+    int64_t N;
+    int accumulate;
+    int64_t first_task, n_tiles, m_chunks, mb_per_chunk;
+} mm_part;
+
+enum { MM_MAX_PARTS = 4 };   // products sharing one packed X per region (q, k, v; gate, up)
+
 typedef struct {
     int bf16;
     const float *X; int64_t ldx;
-    const uint8_t *W; uint32_t wtype; int64_t wrb;
-    float *Y; int64_t ldy;
-    int64_t M, N, K;
-    int accumulate;
-    // panel path
+    int64_t M, K;
     int64_t KP;          // fp32: K; bf16: number of k pairs (K+1)/2
     int64_t KD;          // decode length: K rounded up to 32 (decode buffer, zero tail)
     void *xp;            // packed X: [M/MR blocks][KP][MR] (floats or bf16-pair dwords)
-    int64_t mblocks, n_tiles, m_chunks, mb_per_chunk, xpack_per_task;
+    int64_t mblocks, xpack_per_task;
+    mm_part part[MM_MAX_PARTS];   // the products of the call; their tasks follow each other
+    int n_parts;
 } mm_ctx;
 
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
@@ -334,7 +343,7 @@ PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
 }
 
 // tmp: scratch of 16 rows x RS 32-bit elements, RS = KP rounded up to 16 (+ conversion slack).
-PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *panel, float *tmp) {
+PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel, float *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     const int64_t FS = c->KD + 32;   // floats per decode row (>= 2*RS for bf16)
     float *dec = tmp + 16 * RS;      // one decoded fp32 row (bf16 mode)
@@ -342,12 +351,12 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, int64_t n0, uint32_t *pan
         for (int r = 0; r < 16; r++) {
             const int64_t n = n0 + h + r;
             uint32_t *row = (uint32_t *)tmp + r * RS;
-            if (n >= c->N) { memset(row, 0, (size_t)RS * 4); continue; }
+            if (n >= w->N) { memset(row, 0, (size_t)RS * 4); continue; }
             if (!c->bf16) {
-                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, (float *)row, c->K);
+                mm_decode_row_avx512(w->wtype, w->W + n * w->wrb, (float *)row, c->K);
                 memset(row + c->K, 0, (size_t)(RS - c->K) * 4);
             } else {
-                mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, dec, c->K);
+                mm_decode_row_avx512(w->wtype, w->W + n * w->wrb, dec, c->K);
                 memset(dec + c->K, 0, (size_t)(FS - c->K) * 4);
                 for (int64_t p0 = 0; p0 < RS; p0 += 16) _mm512_storeu_si512(row + p0, mm_pairs_bf16(dec + 2 * p0));
             }
@@ -424,18 +433,22 @@ PRGE_AVX512 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, cons
 
 PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
-    const int64_t ni = task / c->m_chunks, mi = task % c->m_chunks;
+    int pi = 0;
+    while (pi + 1 < c->n_parts && task >= c->part[pi + 1].first_task) pi++;
+    const mm_part *w = &c->part[pi];
+    task -= w->first_task;
+    const int64_t ni = task / w->m_chunks, mi = task % w->m_chunks;
     const int64_t n0 = ni * NC;
-    const int64_t ncols = c->N - n0 < NC ? c->N - n0 : NC;
+    const int64_t ncols = w->N - n0 < NC ? w->N - n0 : NC;
     const int nsub = (int)((ncols + NR - 1) / NR);
     const size_t sub_elems = (size_t)c->KP * NR;   // floats or dwords, both 4 bytes
     uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)nsub * sub_elems * 4);
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     float *tmp = (float *)prge_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
-    for (int s = 0; s < nsub; s++) mm_pack_panel(c, n0 + s * NR, panel + s * sub_elems, tmp);
+    for (int s = 0; s < nsub; s++) mm_pack_panel(c, w, n0 + s * NR, panel + s * sub_elems, tmp);
 
-    const int64_t mb0 = mi * c->mb_per_chunk;
-    const int64_t mb1 = mb0 + c->mb_per_chunk < c->mblocks ? mb0 + c->mb_per_chunk : c->mblocks;
+    const int64_t mb0 = mi * w->mb_per_chunk;
+    const int64_t mb1 = mb0 + w->mb_per_chunk < c->mblocks ? mb0 + w->mb_per_chunk : c->mblocks;
     for (int64_t mb = mb0; mb < mb1; mb++) {
         const int64_t m0 = mb * MR;
         const int rows = (int)(c->M - m0 < MR ? c->M - m0 : MR);
@@ -443,16 +456,16 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
         const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->KP * MR;
         for (int s = 0; s < nsub; s++) {
             const int64_t cn0 = n0 + s * NR;
-            const int64_t cols = c->N - cn0 < NR ? c->N - cn0 : NR;
+            const int64_t cols = w->N - cn0 < NR ? w->N - cn0 : NR;
             const __mmask16 k0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
             const __mmask16 k1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
-            float *y = c->Y + m0 * c->ldy + cn0;
+            float *y = w->Y + m0 * w->ldy + cn0;
             const uint32_t *pan = panel + s * sub_elems;
             if (!c->bf16) {
-#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)pan, c->KP, y, c->ldy, rows, k0, k1, c->accumulate)
+#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
                 MM_UKR_CASES(F32CALL, 0)
             } else {
-#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, c->KP, y, c->ldy, rows, k0, k1, c->accumulate)
+#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
                 MM_UKR_CASES(BF16CALL, 0)
             }
         }
@@ -529,55 +542,72 @@ PRGE_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
     }
 }
 
-PRGE_AVX512 static void mm_avx512(prge_pool *pool, const mm_job *j) {
+// The small-M path, one product at a time; X is converted once for all of them.
+PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X, int64_t ldx,
+                                      const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     const int threads = prge_pool_threads(pool);
-    const int bf16 = j->mode == PRGE_MM_BF16;
-    const int64_t KD = (j->K + 63) & ~(int64_t)63;   // the dot path steps 32 floats / 64 bf16
-    if (j->M <= MM_SMALL_M) {
-        const int64_t KW = bf16 ? KD / 2 : KD;
-        uint32_t *xs = (uint32_t *)prge_scratch(0, (size_t)(j->M * KW + 16) * 4);
-        float *row = (float *)prge_scratch(2, (size_t)(KD + 64) * sizeof(float));
-        for (int64_t m = 0; m < j->M; m++) {
-            memcpy(row, j->X + m * j->ldx, (size_t)j->K * sizeof(float));
-            memset(row + j->K, 0, (size_t)(KD - j->K) * sizeof(float));
-            if (!bf16) memcpy(xs + m * KW, row, (size_t)KD * sizeof(float));
-            else
-                for (int64_t k = 0; k < KD; k += 32) _mm512_storeu_si512(xs + m * KW + k / 2, mm_pairs_bf16(row + k));
-        }
-        mm_dot_ctx c = {bf16, j->W, j->wtype, j->wrb, j->Y, j->ldy, j->M, j->N, j->K, KD, xs,
-                        j->accumulate, 16};
-        // ~8 tasks per thread at least, rows per task a multiple of 4 in [4, 64].
-        int64_t rpt = j->N / (8 * threads);
-        rpt = rpt < 4 ? 4 : rpt > 64 ? 64 : rpt;
-        c.rows_per_task = rpt;
-        prge_pool_run(pool, mm_dot_task, &c, (j->N + rpt - 1) / rpt);
-        return;
+    const int64_t KD = (K + 63) & ~(int64_t)63;   // the dot path steps 32 floats / 64 bf16
+    const int64_t KW = bf16 ? KD / 2 : KD;
+    uint32_t *xs = (uint32_t *)prge_scratch(0, (size_t)(M * KW + 16) * 4);
+    float *row = (float *)prge_scratch(2, (size_t)(KD + 64) * sizeof(float));
+    for (int64_t m = 0; m < M; m++) {
+        memcpy(row, X + m * ldx, (size_t)K * sizeof(float));
+        memset(row + K, 0, (size_t)(KD - K) * sizeof(float));
+        if (!bf16) memcpy(xs + m * KW, row, (size_t)KD * sizeof(float));
+        else
+            for (int64_t k = 0; k < KD; k += 32) _mm512_storeu_si512(xs + m * KW + k / 2, mm_pairs_bf16(row + k));
     }
+    for (int i = 0; i < n_outs; i++) {
+        const prge_mm_out *o = &outs[i];
+        // ~8 tasks per thread at least, rows per task a multiple of 4 in [4, 64].
+        int64_t rpt = o->N / (8 * threads);
+        rpt = rpt < 4 ? 4 : rpt > 64 ? 64 : rpt;
+        mm_dot_ctx c = {bf16, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy, M, o->N, K, KD, xs,
+                        o->accumulate, rpt};
+        prge_pool_run(pool, mm_dot_task, &c, (o->N + rpt - 1) / rpt);
+    }
+}
+
+// The panel path for up to MM_MAX_PARTS products: X packed once, one region for all tiles.
+PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int bf16, const float *X, int64_t ldx,
+                                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
+    const int threads = prge_pool_threads(pool);
     mm_ctx c;
     memset(&c, 0, sizeof c);
     c.bf16 = bf16;
-    c.X = j->X; c.ldx = j->ldx; c.W = j->W; c.wtype = j->wtype; c.wrb = j->wrb;
-    c.Y = j->Y; c.ldy = j->ldy; c.M = j->M; c.N = j->N; c.K = j->K; c.accumulate = j->accumulate;
-    c.KP = bf16 ? (j->K + 1) / 2 : j->K;
-    c.KD = KD;
-    c.mblocks = (j->M + MR - 1) / MR;
+    c.X = X; c.ldx = ldx; c.M = M; c.K = K;
+    c.KP = bf16 ? (K + 1) / 2 : K;
+    c.KD = (K + 63) & ~(int64_t)63;
+    c.mblocks = (M + MR - 1) / MR;
     c.xp = prge_scratch(0, (size_t)(c.mblocks * c.KP * MR) * 4);
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
     prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
-    c.n_tiles = (j->N + NC - 1) / NC;
-    // Split M as well when there are few column tiles; keep >= 8 blocks (112 rows) per chunk so
-    // the panel packing stays amortized.
+    int64_t tiles = 0;
+    for (int i = 0; i < n_outs; i++) tiles += (outs[i].N + NC - 1) / NC;
+    // Split M as well when there are few column tiles in all; keep >= 8 blocks (112 rows) per
+    // chunk so the panel packing stays amortized.
 #ifdef MM_TUNE
     int64_t want = getenv("MM_WANT") ? atoi(getenv("MM_WANT")) : 6 * threads;
 #else
     int64_t want = 6 * threads;
 #endif
-    int64_t m_chunks = c.n_tiles >= want ? 1 : (want + c.n_tiles - 1) / c.n_tiles;
-    int64_t max_chunks = c.mblocks / 8 > 0 ? c.mblocks / 8 : 1;
-    if (m_chunks > max_chunks) m_chunks = max_chunks;
-    c.mb_per_chunk = (c.mblocks + m_chunks - 1) / m_chunks;
-    c.m_chunks = (c.mblocks + c.mb_per_chunk - 1) / c.mb_per_chunk;
-    prge_pool_run(pool, mm_panel_task, &c, c.n_tiles * c.m_chunks);
+    int64_t tasks = 0;
+    for (int i = 0; i < n_outs; i++) {
+        const prge_mm_out *o = &outs[i];
+        mm_part *w = &c.part[i];
+        w->W = (const uint8_t *)o->W; w->wtype = o->wtype; w->wrb = o->w_row_bytes;
+        w->Y = o->Y; w->ldy = o->ldy; w->N = o->N; w->accumulate = o->accumulate;
+        w->n_tiles = (o->N + NC - 1) / NC;
+        int64_t m_chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+        const int64_t max_chunks = c.mblocks / 8 > 0 ? c.mblocks / 8 : 1;
+        if (m_chunks > max_chunks) m_chunks = max_chunks;
+        w->mb_per_chunk = (c.mblocks + m_chunks - 1) / m_chunks;
+        w->m_chunks = (c.mblocks + w->mb_per_chunk - 1) / w->mb_per_chunk;
+        w->first_task = tasks;
+        tasks += w->n_tiles * w->m_chunks;
+    }
+    c.n_parts = n_outs;
+    prge_pool_run(pool, mm_panel_task, &c, tasks);
 }
 #endif  // PRGE_X86
 
@@ -601,26 +631,57 @@ int prge_cpu_avx512(void) {
     return atomic_load_explicit(&path, memory_order_relaxed);
 }
 
+// 1..MM_MAX_PARTS products with N > 0 and K > 0, on this CPU's path.
+static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
+                   const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
+    const int bf16 = (mode & 0xff) == PRGE_MM_BF16;
+#if PRGE_X86
+    if ((mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1) {
+        if (M <= MM_SMALL_M) mm_avx512_dot(pool, bf16, X, ldx, outs, n_outs, M, K);
+        else mm_avx512_panel(pool, bf16, X, ldx, outs, n_outs, M, K);
+        return;
+    }
+#endif
+    for (int i = 0; i < n_outs; i++) {
+        const prge_mm_out *o = &outs[i];
+        mm_job j = {mode & 0xff, X, ldx, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy,
+                    M, o->N, K, o->accumulate};
+        mm_generic(pool, &j);
+    }
+    (void)bf16;
+}
+
 const char *prge_matmul_path(void) { return prge_cpu_avx512() == 1 ? "avx512-bf16" : "generic"; }
+
+void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
+                       const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
+    if (M <= 0) return;
+    prge_mm_out live[MM_MAX_PARTS];   // the products with columns, in groups of MM_MAX_PARTS
+    int n = 0;
+    for (int i = 0; i < n_outs; i++) {
+        const prge_mm_out *o = &outs[i];
+        if (o->N <= 0) continue;
+        if (K <= 0) {
+            if (!o->accumulate)
+                for (int64_t m = 0; m < M; m++) memset(o->Y + m * o->ldy, 0, (size_t)o->N * sizeof(float));
+            continue;
+        }
+        live[n++] = *o;
+        if (n == MM_MAX_PARTS) {
+            mm_run(pool, mode, X, ldx, live, n, M, K);
+            n = 0;
+        }
+    }
+    if (n > 0) mm_run(pool, mode, X, ldx, live, n, M, K);
+}
 
 void prge_matmul(prge_pool *pool, int mode,
                  const float *X, int64_t ldx,
                  const void *W, uint32_t wtype, int64_t w_row_bytes,
                  float *Y, int64_t ldy,
                  int64_t M, int64_t N, int64_t K, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        if (!accumulate)
-            for (int64_t m = 0; m < M; m++) memset(Y + m * ldy, 0, (size_t)N * sizeof(float));
-        return;
-    }
-    const int force_generic = (mode & PRGE_MM_GENERIC) != 0;
-    mm_job j = {mode & 0xff, X, ldx, (const uint8_t *)W, wtype, w_row_bytes, Y, ldy, M, N, K, accumulate};
-#if PRGE_X86
-    if (!force_generic && prge_cpu_avx512() == 1) { mm_avx512(pool, &j); return; }
-#endif
-    (void)force_generic;
-    mm_generic(pool, &j);
+    const prge_mm_out o = {W, wtype, w_row_bytes, Y, ldy, N, accumulate};
+    prge_matmul_multi(pool, mode, X, ldx, &o, 1, M, K);
 }
 
 // =============================================================================================

@@ -230,6 +230,42 @@ import PRGEKernels
         #expect(Y == [0, 2, 0, 4])
     }
 
+    /// prge_matmul_multi (one packed X, one region for several W) gives each Y the bits of its
+    /// own prge_matmul call: 5 products (more than one region's 4), an empty one, accumulate mixed.
+    @Test(arguments: [5, 100])
+    func multiEqualsSingleCalls(_ M: Int) {
+        let t = Self.types[4], K = 96
+        var rng = RNG(s: UInt64(M) | 1)
+        let Ns = [70, 16, 0, 33, 130, 64]
+        let ws = Ns.map { Self.randomW(t, N: $0, K: K, rng: &rng) }
+        let X = (0..<(M * K)).map { _ in rng.float() }
+        let Y0 = Ns.map { N in (0..<(M * (N + 1))).map { _ in rng.float() } }
+        let pool = prge_pool_create(2)
+        defer { prge_pool_free(pool) }
+        for mode in [Int32(PRGE_MM_F32), Int32(PRGE_MM_BF16), Int32(PRGE_MM_BF16 | PRGE_MM_GENERIC)] {
+            let single = Ns.indices.map { i in
+                Self.run(pool, mode: mode, X: X, ldx: K, w: ws[i].bytes, t: t, rowBytes: ws[i].rowBytes, Y0: Y0[i],
+                         ldy: Ns[i] + 1, M: M, N: Ns[i], K: K, accumulate: i % 2 == 1)
+            }
+            var Y = Y0
+            let yp = Y.indices.map { i in UnsafeMutablePointer<Float>.allocate(capacity: max(Y[i].count, 1)) }
+            defer { yp.forEach { $0.deallocate() } }
+            for i in Y.indices { yp[i].initialize(from: Y[i], count: Y[i].count) }
+            let wAll = ws.flatMap(\.bytes), offsets = ws.map(\.bytes.count).reduce(into: [0]) { $0.append($0.last! + $1) }
+            wAll.withUnsafeBytes { wp in
+                let outs = Ns.indices.map { i in
+                    prge_mm_out(W: wp.baseAddress! + offsets[i], wtype: t.type, w_row_bytes: Int64(ws[i].rowBytes), Y: yp[i],
+                                ldy: Int64(Ns[i] + 1), N: Int64(Ns[i]), accumulate: i % 2 == 1 ? 1 : 0)
+                }
+                prge_matmul_multi(pool, mode, X, Int64(K), outs, Int32(outs.count), Int64(M), Int64(K))
+            }
+            for i in Y.indices { Y[i] = Array(UnsafeBufferPointer(start: yp[i], count: Y[i].count)) }
+            for i in Ns.indices {
+                #expect(Y[i].map(\.bitPattern) == single[i].map(\.bitPattern), "M \(M) mode \(mode) product \(i)")
+            }
+        }
+    }
+
     @Test func pathAndPeaksReported() {
         let path = String(cString: prge_matmul_path())
         #expect(path == "avx512-bf16" || path == "generic")

@@ -22,6 +22,17 @@ func matmul(_ pool: ThreadPool, _ mode: NumericMode,
                 y, Int64(ldy), Int64(m), Int64(w.rows), Int64(w.cols), accumulate ? 1 : 0)
 }
 
+/// y_i (+)= x · W_iᵀ for several matrices that read the same x (q, k, v; gate, up): x converted
+/// once, one parallel region. Each y_i gets the bits the single-matrix call gives.
+func matmul(_ pool: ThreadPool, _ mode: NumericMode, _ x: UnsafePointer<Float>, ldx: Int,
+            _ outs: [(w: QMatrix, y: UnsafeMutablePointer<Float>, ldy: Int)], rows m: Int, accumulate: Bool = false) {
+    let o = outs.map { w, y, ldy in
+        prge_mm_out(W: w.data, wtype: w.type.rawValue, w_row_bytes: Int64(w.rowBytes), Y: y, ldy: Int64(ldy),
+                    N: Int64(w.rows), accumulate: accumulate ? 1 : 0)
+    }
+    prge_matmul_multi(pool.raw, mode.kernelMode, x, Int64(ldx), o, Int32(o.count), Int64(m), Int64(outs[0].w.cols))
+}
+
 /// The same for a plain row-major f32 matrix w [n, k] (LoRA A and B): always fp32.
 @inline(__always)
 func matmulF32(_ pool: ThreadPool, _ x: UnsafePointer<Float>, ldx: Int, _ w: UnsafePointer<Float>, n: Int, k: Int,

@@ -129,37 +129,31 @@ extension Context {
         w.attnNorm.withUnsafeBufferPointer { nw in
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
-        let qkv = loraInput(l, [.q, .k, .v], lora, xb, ldx: d, rows: R)
-        project(l, .q, xb, ldx: d, q, ldy: qd, R: R, T: T, lora: lora, qkv)
-        project(l, .k, xb, ldx: d, k, ldy: kvd, R: R, T: T, lora: lora, qkv)
-        project(l, .v, xb, ldx: d, v, ldy: kvd, R: R, T: T, lora: lora, qkv)
+        project(l, [(.q, q, qd), (.k, k, kvd), (.v, v, kvd)], xb, ldx: d, R: R, T: T, lora: lora)
         applyRope(q, heads: c.nHead, R: R, T: T)
         applyRope(k, heads: c.nHeadKV, R: R, T: T)
         attention(l, q: q, k: k, v: v, out: att, L: L, copies: copies, cache: cache)
-        project(l, .o, att, ldx: qd, x, ldy: d, R: R, T: T, lora: lora,                     // x += Wo·att
-                loraInput(l, [.o], lora, att, ldx: qd, rows: R), accumulate: true)
+        project(l, [(.o, x, d)], att, ldx: qd, R: R, T: T, lora: lora, accumulate: true)      // x += Wo·att
 
         // ---- feed-forward block (SwiGLU)
         let g = ws.gate.ensure(R * ff), u = ws.up.ensure(R * ff)
         w.ffnNorm.withUnsafeBufferPointer { nw in
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
-        let gateUp = loraInput(l, [.gate, .up], lora, xb, ldx: d, rows: R)
-        project(l, .gate, xb, ldx: d, g, ldy: ff, R: R, T: T, lora: lora, gateUp)
-        project(l, .up, xb, ldx: d, u, ldy: ff, R: R, T: T, lora: lora, gateUp)
+        project(l, [(.gate, g, ff), (.up, u, ff)], xb, ldx: d, R: R, T: T, lora: lora)
         swiglu(pool, g, u, n: R * ff)
-        project(l, .down, g, ldx: ff, x, ldy: d, R: R, T: T, lora: lora,                     // x += Wdown·h
-                loraInput(l, [.down], lora, g, ldx: ff, rows: R), accumulate: true)
+        project(l, [(.down, x, d)], g, ldx: ff, R: R, T: T, lora: lora, accumulate: true)     // x += Wdown·h
     }
 
-    // y (+)= W·x, plus the LoRA term of each copy when the projection is adapted (`input`: x Aᵀ
-    // of its group, from loraInput).
-    private func project(_ l: Int, _ p: Projection, _ x: UnsafeMutablePointer<Float>, ldx: Int,
-                         _ y: UnsafeMutablePointer<Float>, ldy: Int, R: Int, T: Int,
-                         lora: LoRAPlan?, _ input: LoRAInput?, accumulate: Bool = false) {
-        matmul(pool, mode, x, ldx: ldx, model.layers[l].matrix(p), y, ldy: ldy, rows: R, accumulate: accumulate)
-        if let plan = lora, let h = input, let slot = plan.adapter.slot(layer: l, p) {
-            addLoRA(slot, plan, h, y, ldy: ldy, T: T)
+    /// y_p (+)= W_p·x for projections that read the same x (one GEMM region for their base
+    /// matrices, one for their A's), plus each adapted projection's LoRA term for every copy.
+    private func project(_ l: Int, _ outs: [(p: Projection, y: UnsafeMutablePointer<Float>, ldy: Int)],
+                         _ x: UnsafeMutablePointer<Float>, ldx: Int, R: Int, T: Int, lora: LoRAPlan?, accumulate: Bool = false) {
+        let input = loraInput(l, outs.map(\.p), lora, x, ldx: ldx, rows: R)
+        matmul(pool, mode, x, ldx: ldx, outs.map { (model.layers[l].matrix($0.p), $0.y, $0.ldy) }, rows: R, accumulate: accumulate)
+        guard let plan = lora, let h = input else { return }
+        for o in outs {
+            if let slot = plan.adapter.slot(layer: l, o.p) { addLoRA(slot, plan, h, o.y, ldy: o.ldy, T: T) }
         }
     }
 

@@ -48,6 +48,17 @@ void prge_matmul(prge_pool *pool, int mode,
                  const void *W, uint32_t wtype, int64_t w_row_bytes,
                  float *Y, int64_t ldy,
                  int64_t M, int64_t N, int64_t K, int accumulate);
+// Several products of the same X, Y_i (+)= X·W_iᵀ, with X converted once and (up to 4 at a time)
+// one parallel region for all their tiles: q, k, v or gate, up of a layer. Each Y_i is bit for
+// bit what prge_matmul gives; the Y_i must not overlap X or each other.
+typedef struct {
+    const void *W; uint32_t wtype; int64_t w_row_bytes;
+    float *Y; int64_t ldy;
+    int64_t N;
+    int accumulate;
+} prge_mm_out;
+void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
+                       const prge_mm_out *outs, int n_outs, int64_t M, int64_t K);
 // Added (matmul.c):
 // OR into `mode` to force the portable C path (tests, benchmarks).
 enum { PRGE_MM_GENERIC = 0x100 };
