@@ -23,6 +23,8 @@ RULES = [
     ("RNG: z for the 2q copies", ["prge_lora_b", "fillNormal"]),
     ("LoRA terms: (xAᵀ)·(B±εz)ᵀ with B±εz built per tile (prge_lora_b)", ["prge_lora_b"]),
     ("LoRA terms: x·Aᵀ GEMMs (A stacked per input)", ["loraInput"]),
+    ("RNG: z for the 2q copies", ["addLoRA", "fillNormal"]),                    # builds before prge_lora_b
+    ("LoRA terms: GEMMs and B±εz loops in addLoRA (builds before prge_lora_b)", ["addLoRA"]),
     ("attention (per sequence, head)", ["Context.attention"]),
     ("RoPE", ["Context.applyRope"]),
     ("linear layers (quantized GEMM)", ["Context.layer", "prge_matmul"]),
