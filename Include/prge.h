@@ -234,6 +234,8 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
  *    "numeric_mode": "fp32" | "bf16", "threads": N, "adapter": {adapter options},
  *    "checkpoint": "path.gguf", "log": "path.jsonl"}
+ * "eval_limit": N evaluates on N dev examples spread over the set (a fixed subset, the same
+ * for every seed), not the first N: dev files are often sorted by label.
  * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
  * "step_log": "path.bin" (the replayable per-step record). The command line's members
  * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.

@@ -105,6 +105,19 @@ enum TrainFixtures {
         #expect(Sampler(seed: 3, batch: 4).indices(step: 3, n: 10) == Array(e1[2..<6]))
     }
 
+    /// eval_limit picks examples spread over the dev set, not its prefix: a dev file sorted by
+    /// label (MR's is) must still be evaluated on both classes. Fixed subset, file order.
+    @Test func evalLimitSpreadsOverTheSet() throws {
+        // Row i: tokens [i], label 0 for the first half (sorted by label, as MR's dev file is).
+        let set = (0..<500).map { Sample(tokens: [Int32($0)], target: .label($0 < 250 ? 0 : 1)) }
+        let sub = Trainer.spread(set, limit: 200)
+        let rows = sub.map { Int($0.tokens[0]) }
+        #expect(rows.count == 200 && Set(rows).count == 200 && rows == rows.sorted())
+        #expect((70...130).contains(rows.filter { $0 < 250 }.count))   // a prefix would give 200
+        #expect(Trainer.spread(set, limit: 200) == sub)
+        #expect(Trainer.spread(set, limit: 500) == set && Trainer.spread(set, limit: nil) == set)
+    }
+
     // ---- data ------------------------------------------------------------------------------
 
     @Test func jsonlIsAllOrNothingAndNamesTheLine() throws {

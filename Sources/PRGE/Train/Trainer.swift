@@ -289,7 +289,16 @@ public final class Trainer {
     /// Accuracy and loss of the current adapter on `split` (its first `limit` examples).
     public func evaluate(split: DataSplit, limit: Int? = nil) throws -> EvalResult {
         let set = split == .dev ? devSet : trainSet
-        return try Evaluation.run(Array(set.prefix(limit ?? set.count)), objective: objective, context: context, adapter: adapter)
+        return try Evaluation.run(Self.spread(set, limit: limit), objective: objective, context: context, adapter: adapter)
+    }
+
+    /// Up to `limit` examples spread over `set`: the first `limit` positions of a fixed
+    /// permutation (Sampler's, seed 0, whatever the run's seed), kept in file order. Dev files are
+    /// often sorted by label (MR's first 250 rows are all negative): a prefix could hold a single
+    /// class, and the "best adapter" would be whichever predicts that class.
+    static func spread(_ set: [Sample], limit: Int?) -> [Sample] {
+        guard let k = limit, k < set.count else { return set }
+        return Sampler(seed: 0, batch: 1).order(epoch: 0, n: set.count).prefix(k).sorted().map { set[$0] }
     }
 
     /// Evaluates on up to eval_limit dev examples, logs it, and keeps B if it is the best yet:
