@@ -2,6 +2,7 @@
 // Private to Sources/PRGEKernels: Swift sees only include/prge_kernels.h.
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -10,6 +11,33 @@
 #define PRGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 #endif
 #define PRGE_INLINE static inline __attribute__((always_inline))
+
+#if PRGE_X86
+// Lanes [0, left) of a 16-lane vector: all for left >= 16, none for left <= 0. Row tails use
+// masked lanes of the same vector code, so an element's bits never depend on where a task ends.
+PRGE_AVX512 PRGE_INLINE __mmask16 prge_mask16(int64_t left) {
+    return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+// e^x to ~1 ulp: x = k·ln2 + f, |f| ≤ ln2/2 (ln2 in two parts, Cody–Waite), e^f by Cephes
+// expf's polynomial, 2^k applied by scalef (which saturates to 0 and ∞). The clamp keeps k and
+// f finite; e^x is already 0 or ∞ in fp32 beyond it.
+PRGE_AVX512 PRGE_INLINE __m512 prge_exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    f = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), f);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, k);
+}
+#endif
 
 // 1 when this CPU runs the AVX-512 paths, 0 for the portable C ones (env PRGE_MM_PATH=generic
 // forces 0). Computed once.

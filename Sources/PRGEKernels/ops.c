@@ -38,49 +38,26 @@ static void ops_swiglu_generic(float *gate, const float *up, int64_t n) {
 
 #if PRGE_X86
 // ---- AVX-512 path ----------------------------------------------------------------------------
-PRGE_AVX512 PRGE_INLINE __mmask16 ops_mask(int64_t left) {
-    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-}
-
 PRGE_AVX512 static void ops_norm_row_avx512(const float *x, const float *w, float *out, int64_t n, float eps) {
     __m512 ss = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
-        const __m512 v = _mm512_maskz_loadu_ps(ops_mask(n - i), x + i);
+        const __m512 v = _mm512_maskz_loadu_ps(prge_mask16(n - i), x + i);
         ss = _mm512_fmadd_ps(v, v, ss);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float)n + eps));
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = ops_mask(n - i);
+        const __mmask16 k = prge_mask16(n - i);
         const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv);
         _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + i)));
     }
 }
 
-// e^x to ~1 ulp: x = k·ln2 + f, |f| ≤ ln2/2 (ln2 in two parts, Cody–Waite), e^f by Cephes
-// expf's polynomial, 2^k applied by scalef (which saturates to 0 and ∞). The clamp keeps k and
-// f finite; e^x is already 0 or ∞ in fp32 beyond it.
-PRGE_AVX512 PRGE_INLINE __m512 ops_exp(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    f = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), f);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, k);
-}
-
 PRGE_AVX512 static void ops_swiglu_avx512(float *gate, const float *up, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = ops_mask(n - i);
+        const __mmask16 k = prge_mask16(n - i);
         const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
-        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, ops_exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, prge_exp512(_mm512_sub_ps(_mm512_setzero_ps(), g))));
         _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(k, up + i)));
     }
 }

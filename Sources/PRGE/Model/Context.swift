@@ -67,5 +67,5 @@ final class Workspace {
     let x = FloatBuffer(), xb = FloatBuffer(), q = FloatBuffer(), k = FloatBuffer(), v = FloatBuffer()
     let att = FloatBuffer(), gate = FloatBuffer(), up = FloatBuffer()
     let loraA = FloatBuffer(), loraH = FloatBuffer()
-    let attScratch = FloatBuffer(), ropeCos = FloatBuffer(), ropeSin = FloatBuffer()
+    let ropeCos = FloatBuffer(), ropeSin = FloatBuffer()
 }

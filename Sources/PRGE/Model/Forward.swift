@@ -181,7 +181,6 @@ extension Context {
                            v: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
                            L: RowLayout, copies: Int, cache: KVCache?) {
         let c = model.config, hd = c.headDim, qd = c.qDim, kvd = c.kvDim
-        let group = c.nHead / c.nHeadKV
         let nSeq = L.start.count, T = L.rowsPerCopy
         var kSrc = UnsafePointer(k), vSrc = UnsafePointer(v)
         if let kv = cache {       // append the new rows, then attend over the whole cache
@@ -190,20 +189,19 @@ extension Context {
             (vc + L.p0 * kvd).update(from: v, count: T * kvd)
             kSrc = UnsafePointer(kc); vSrc = UnsafePointer(vc)
         }
-        let maxCtx = L.p0 + (L.len.max() ?? 0)
-        let tasks = copies * nSeq * c.nHead
-        let scratch = ws.attScratch.ensure(tasks * maxCtx)
-        let scale = 1 / Float(hd).squareRoot()
-        pool.parallelFor(tasks) { task in
-            let h = task % c.nHead, s = (task / c.nHead) % nSeq, cp = task / (c.nHead * nSeq)
-            let row0 = cp * T + L.start[s]
-            let kvRow0 = cache == nil ? row0 : 0
-            let kvh = h / group
-            prge_attention(q + row0 * qd + h * hd, Int64(qd),
-                           kSrc + kvRow0 * kvd + kvh * hd, vSrc + kvRow0 * kvd + kvh * hd, Int64(kvd),
-                           out + row0 * qd + h * hd, Int64(qd),
-                           Int64(L.len[s]), Int64(L.p0), Int64(hd), scale, scratch + task * maxCtx)
+        // Where each (copy, sequence) lies: its query rows, and its keys in k/v or the cache.
+        var qRow: [Int64] = [], kvRow: [Int64] = [], len: [Int64] = []
+        for cp in 0..<copies {
+            for s in 0..<nSeq {
+                let row0 = Int64(cp * T + L.start[s])
+                qRow.append(row0)
+                kvRow.append(cache == nil ? row0 : 0)
+                len.append(Int64(L.len[s]))
+            }
         }
+        prge_attention(pool.raw, 0, q, Int64(qd), kSrc, vSrc, Int64(kvd), out, Int64(qd), qRow, kvRow, len,
+                       Int64(copies * nSeq), Int64(L.p0), Int64(c.nHead), Int64(c.nHeadKV), Int64(hd),
+                       1 / Float(hd).squareRoot())
     }
 }
 

@@ -93,13 +93,17 @@ void prge_rms_norm(prge_pool *pool, int mode, const float *x, int64_t ldx, const
 // gate[i] = silu(gate[i]) · up[i] for i < n, silu(g) = g / (1 + e^-g); e^x within 2 ulp.
 void prge_swiglu(prge_pool *pool, int mode, float *gate, const float *up, int64_t n);
 
-// ---- attention.c ----------------------------------------------------------------------------
-// One head, one sequence. Query row t (of n_new) sits at absolute position p0 + t and attends
-// to key/value rows 0..p0+t. q/out rows have strides ldq/ldo, k/v rows stride ldkv (floats).
-// scratch: at least p0 + n_new floats.
-void prge_attention(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv,
-                    float *out, int64_t ldo, int64_t n_new, int64_t p0, int64_t head_dim,
-                    float scale, float *scratch);
+// ---- attention.c: causal attention of a ragged batch, all heads, one parallel region ---------
+// Sequence s has len[s] query rows q_row[s] ..< q_row[s] + len[s] of q and out, at positions
+// p0 ..< p0 + len[s]; its keys and values are rows kv_row[s] ..< kv_row[s] + p0 + len[s] of k and
+// v (kv_row[s] = q_row[s] without a KV cache). Query head h (columns h·head_dim ..< (h+1)·head_dim)
+// reads KV head h / (n_head / n_head_kv). Row strides ldq, ldkv, ldo (floats). fp32 throughout:
+// softmax(scale · q·kᵀ) · v with the row max subtracted. A row's bits depend only on its own
+// data (not the pool size, the batch, or p0 splitting a sequence); mode: 0, or PRGE_MM_GENERIC.
+void prge_attention(prge_pool *pool, int mode, const float *q, int64_t ldq, const float *k,
+                    const float *v, int64_t ldkv, float *out, int64_t ldo, const int64_t *q_row,
+                    const int64_t *kv_row, const int64_t *len, int64_t n_seq, int64_t p0,
+                    int64_t n_head, int64_t n_head_kv, int64_t head_dim, float scale);
 
 #ifdef __cplusplus
 }
