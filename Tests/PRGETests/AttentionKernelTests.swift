@@ -125,7 +125,8 @@ import Glibc
                                    &part, Int64(c.ldo), [0], [0], [Int64(n - m)], 1, Int64(m),
                                    9, 3, 64, c.scale)
                 }
-                #expect(part.map(\.bitPattern) == full[(m * c.ldo)...].map(\.bitPattern), "mode \(mode): continuation from \(m) differs")
+                let differ = zip(part, full[(m * c.ldo)...]).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differ == 0, "mode \(mode): continuation from \(m): \(differ) elements differ")
             }
         }
     }
