@@ -4,29 +4,31 @@
 # of the best adapter. Training never sees the dev file's labels except through the best-adapter
 # selection on dev (as the recipe does); report the dev numbers as such.
 #
-#   benchmarks/accuracy.sh [MINUTES] [TASK ...]      default: 20 minutes, sst2
-#   e.g. benchmarks/accuracy.sh 5 mr cr subj
+#   benchmarks/accuracy.sh [MINUTES | STEPSs] [TASK ...]     default: 20 minutes, sst2
+#   e.g. benchmarks/accuracy.sh 5 mr cr subj        (5 minutes each)
+#        THREADS=1 benchmarks/accuracy.sh 600s mr   (600 steps, one thread: runs side by side)
 #
 # Prints one line per task and writes build/accuracy/<task>.{log.jsonl,gguf,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=${1:-20}; shift || true
+budget=${1:-20}; shift || true
+case $budget in *s) limit=(--steps "${budget%s}");; *) limit=(--minutes "$budget");; esac
 tasks=("$@"); [ ${#tasks[@]} -gt 0 ] || tasks=(sst2)
 data=${PRGE_DATA:-../shared/data}
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 prge=build/bin/prge
 [ -x "$prge" ] || make --no-print-directory all >/dev/null
 mkdir -p build/accuracy
-printf '%-8s %9s %9s %7s %8s %6s\n' task zero-shot after steps minutes n
+printf '%-8s %9s %9s %7s %8s %6s\n' task zero-shot after steps budget n
 for t in "${tasks[@]}"; do
     out=build/accuracy/$t
     if [ -f "$data/$t/train.jsonl" ]; then split=(--train "$data/$t/train.jsonl" --dev "$data/$t/dev.jsonl")
     else split=(--dev "$data/$t/dev.jsonl" --dev-split 200); fi   # dev-only tasks (boolq): train on the rest
     before=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --json)
     $prge train --model "$model" --task "$t" "${split[@]}" --out "$out.gguf" \
-        --minutes "$minutes" --log "$out.log.jsonl" --json > "$out.json"
+        "${limit[@]}" --threads "${THREADS:-0}" --log "$out.log.jsonl" --json > "$out.json"
     after=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --adapter "$out.gguf" --json)
-    python3 - "$t" "$before" "$after" "$out.json" "$minutes" <<'PY'
+    python3 - "$t" "$before" "$after" "$out.json" "$budget" <<'PY'
 import json, sys
 t, b, a, summary, minutes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
 steps = json.loads(open(summary).read().strip().splitlines()[-1]).get("steps", "?")
