@@ -38,4 +38,20 @@ static int passed, failed;
               prge_last_error());                                                          \
     } while (0)
 
+/* A batch of one sequence, `n` tokens, with logits wanted at token `pos`. `s` and `o` are the
+ * caller's storage (the batch points at them), as prge_forward's arrays always are. */
+static inline prge_batch one_seq_batch(prge_seq *s, prge_seq_pos *o, const int32_t *tokens, size_t n,
+                                       size_t pos) {
+    s->tokens = tokens;
+    s->n_tokens = n;
+    o->seq = 0;
+    o->pos = pos;
+    prge_batch b;
+    b.seqs = s;
+    b.n_seqs = 1;
+    b.outputs = o;
+    b.n_outputs = 1;
+    return b;
+}
+
 #endif

@@ -269,16 +269,8 @@ static void test_bad_handle(prge_model *h, const char *needle) {
     EXPECT_ERR(prge_detokenize(h, one, 1, buf, sizeof buf, &v), PRGE_ERR_INVALID_ARGUMENT, needle);
 
     prge_seq s;
-    s.tokens = one;
-    s.n_tokens = 1;
     prge_seq_pos o;
-    o.seq = 0;
-    o.pos = 0;
-    prge_batch b;
-    b.seqs = &s;
-    b.n_seqs = 1;
-    b.outputs = &o;
-    b.n_outputs = 1;
+    const prge_batch b = one_seq_batch(&s, &o, one, 1, 0);
     float logit;
     EXPECT_ERR(prge_forward(h, NULL, &b, &logit, 1), PRGE_ERR_INVALID_ARGUMENT, needle);
     static const char *const labels[] = {" great"};
@@ -372,16 +364,8 @@ static int32_t argmax(const float *x, size_t n) {
 /* Logits of "The capital of France is" at its last position (one forward). */
 static int last_logits(prge_model *m, const prge_adapter *a, float *out) {
     prge_seq s;
-    s.tokens = france;
-    s.n_tokens = 5;
     prge_seq_pos o;
-    o.seq = 0;
-    o.pos = 4;
-    prge_batch b;
-    b.seqs = &s;
-    b.n_seqs = 1;
-    b.outputs = &o;
-    b.n_outputs = 1;
+    const prge_batch b = one_seq_batch(&s, &o, france, 5, 4);
     return prge_forward(m, a, &b, out, N_VOCAB) == PRGE_OK;
 }
 

@@ -109,6 +109,18 @@ static int patched_model(const char *out, const char *key, uint32_t value) {
     return fclose(o) == 0 && found ? 0 : -1;
 }
 
+/* A GGUF file whose only content is the header of "tokenizer.ggml.tokens", an array of `count`
+ * strings, and none of the strings. */
+static void write_token_array(const char *p, uint64_t count) {
+    FILE *f = gguf_begin(p, 0, 1);
+    put_str(f, "tokenizer.ggml.tokens");
+    put_u32(f, 9); /* array */
+    put_u32(f, 8); /* of strings */
+    put_u64(f, count);
+    pad(f, 64);
+    fclose(f);
+}
+
 static void test_hostile_files(void) {
     char p[256];
     prge_model *m = (prge_model *)(uintptr_t)1;
@@ -136,22 +148,10 @@ static void test_hostile_files(void) {
     pad(f, 64);
     fclose(f);
     EXPECT_ERR(prge_model_load(p, NULL, &m), PRGE_ERR_FORMAT, "exceeds the limit");
-    f = gguf_begin(p, 0, 1);
-    put_str(f, "tokenizer.ggml.tokens");
-    put_u32(f, 9); /* array */
-    put_u32(f, 8); /* of strings */
-    put_u64(f, (uint64_t)1 << 60);
-    pad(f, 64);
-    fclose(f);
+    write_token_array(p, (uint64_t)1 << 60);
     EXPECT_ERR(prge_model_load(p, NULL, &m), PRGE_ERR_FORMAT, "exceeds the limit");
     /* Within the count limit, but more elements than the file has bytes. */
-    f = gguf_begin(p, 0, 1);
-    put_str(f, "tokenizer.ggml.tokens");
-    put_u32(f, 9);
-    put_u32(f, 8);
-    put_u64(f, (uint64_t)1 << 26);
-    pad(f, 64);
-    fclose(f);
+    write_token_array(p, (uint64_t)1 << 26);
     EXPECT_ERR(prge_model_load(p, NULL, &m), PRGE_ERR_FORMAT, "truncated");
     /* A tensor of 2^40 elements at an offset near 2^62: no mapping past the end. */
     f = gguf_begin(p, 1, 0);
@@ -209,16 +209,8 @@ static void test_hostile_files(void) {
         /* One sequence of 2^24 tokens, within this context: its scratch (~400 GB) is refused. */
         int32_t *zeros = (int32_t *)calloc((size_t)1 << 24, sizeof(int32_t));
         prge_seq s;
-        s.tokens = zeros;
-        s.n_tokens = (size_t)1 << 24;
         prge_seq_pos o;
-        o.seq = 0;
-        o.pos = 0;
-        prge_batch b;
-        b.seqs = &s;
-        b.n_seqs = 1;
-        b.outputs = &o;
-        b.n_outputs = 1;
+        const prge_batch b = one_seq_batch(&s, &o, zeros, (size_t)1 << 24, 0);
         float *logits = (float *)malloc(sizeof(float) * 49152);
         EXPECT_ERR(prge_forward(m, NULL, &b, logits, 49152), PRGE_ERR_OUT_OF_MEMORY, "MB");
         free(logits);
@@ -302,16 +294,8 @@ static void test_alignment_and_sizes(prge_model *m) {
 
     /* Forward: the batch struct, its arrays and a sequence's tokens, each misaligned. */
     prge_seq s;
-    s.tokens = hello;
-    s.n_tokens = 2;
     prge_seq_pos o;
-    o.seq = 0;
-    o.pos = 1;
-    prge_batch b;
-    b.seqs = &s;
-    b.n_seqs = 1;
-    b.outputs = &o;
-    b.n_outputs = 1;
+    const prge_batch b = one_seq_batch(&s, &o, hello, 2, 1);
     float *logits = (float *)malloc(sizeof(float) * 49152 + 16);
     memcpy((char *)raw + 4, &b, sizeof b);
     EXPECT_ERR(prge_forward(m, NULL, MISALIGN(const prge_batch *, raw, 4), logits, 49152), PRGE_ERR_INVALID_ARGUMENT,
