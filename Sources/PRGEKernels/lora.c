@@ -61,11 +61,24 @@ PRGE_AVX512 static void lb_panel_avx512(const float *bT, const float *zT, float 
         _mm512_store_ps(pan + i, _mm512_fmadd_ps(ev, _mm512_load_ps(zT + i), _mm512_load_ps(bT + i)));
 }
 
+// The tile's lines (columns n0 ..< n0 + 32) of rows m0 ..< m0 + LB_MR of Y.
+PRGE_AVX512 PRGE_INLINE void lb_prefetch_y(const lb_ctx *c, int64_t m0, int64_t n0) {
+    for (int i = 0; i < LB_MR; i++) {
+        const char *y = (const char *)(c->Y + (m0 + i) * c->ldy + n0);
+        _mm_prefetch(y, _MM_HINT_T0);
+        _mm_prefetch(y + 64, _MM_HINT_T0);
+    }
+}
+
 // R rows from m0, the task's columns (masks k0, k1 cover the nc valid ones).
 PRGE_AVX512 PRGE_INLINE void lb_ukr(const int R, const lb_ctx *c, const float *pan, int64_t m0,
                                     int64_t n0, __mmask16 k0, __mmask16 k1) {
     __m512 acc[LB_MR][2];
     for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    // Y's rows are d_out floats apart, too far apart for the hardware prefetcher: ask for the
+    // next call's rows now, so that they are in L1 when its FMA chains are done (a prefetch
+    // past the end of Y is harmless: prefetches never fault).
+    lb_prefetch_y(c, m0 + LB_MR, n0);
     const float *h = c->H + m0 * c->ldh;
     for (int64_t j = 0; j < c->r; j++) {
         const __m512 p0 = _mm512_load_ps(pan + j * LB_NC), p1 = _mm512_load_ps(pan + j * LB_NC + 16);
@@ -87,6 +100,7 @@ PRGE_AVX512 static void lb_rows_avx512(const lb_ctx *c, const float *pan, int64_
     const __mmask16 k0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1);
     const __mmask16 k1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
     int64_t m = m0;
+    lb_prefetch_y(c, m, n0);
     for (; m + LB_MR <= m1; m += LB_MR) lb_ukr(LB_MR, c, pan, m, n0, k0, k1);
     switch (m1 - m) {   // the remainder, in one call
     case 11: lb_ukr(11, c, pan, m, n0, k0, k1); break;

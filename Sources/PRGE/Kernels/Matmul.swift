@@ -22,15 +22,34 @@ func matmul(_ pool: ThreadPool, _ mode: NumericMode,
                 y, Int64(ldy), Int64(m), Int64(w.rows), Int64(w.cols), accumulate ? 1 : 0)
 }
 
-/// y_i (+)= x · W_iᵀ for several matrices that read the same x (q, k, v; gate, up): x converted
-/// once, one parallel region. Each y_i gets the bits the single-matrix call gives.
-func matmul(_ pool: ThreadPool, _ mode: NumericMode, _ x: UnsafePointer<Float>, ldx: Int,
-            _ outs: [(w: QMatrix, y: UnsafeMutablePointer<Float>, ldy: Int)], rows m: Int, accumulate: Bool = false) {
-    let o = outs.map { w, y, ldy in
-        prge_mm_out(W: w.data, wtype: w.type.rawValue, w_row_bytes: Int64(w.rowBytes), Y: y, ldy: Int64(ldy),
-                    N: Int64(w.rows), accumulate: accumulate ? 1 : 0)
+/// One product of a multi-matmul: y (+)= x · Wᵀ, W `n` rows of `type` (a model matrix, or a
+/// row-major f32 matrix such as a stack of LoRA A's).
+struct MatmulOut {
+    let w: UnsafeRawPointer, type: GGMLType, rowBytes: Int, n: Int
+    let y: UnsafeMutablePointer<Float>, ldy: Int
+    let accumulate: Bool
+
+    init(_ w: QMatrix, _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
+        self.w = w.data; type = w.type; rowBytes = w.rowBytes; n = w.rows
+        self.y = y; self.ldy = ldy; self.accumulate = accumulate
     }
-    prge_matmul_multi(pool.raw, mode.kernelMode, x, Int64(ldx), o, Int32(o.count), Int64(m), Int64(outs[0].w.cols))
+
+    init(f32 w: UnsafePointer<Float>, n: Int, k: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int) {
+        self.w = UnsafeRawPointer(w); type = .f32; rowBytes = k * 4; self.n = n
+        self.y = y; self.ldy = ldy; accumulate = false
+    }
+}
+
+/// y_i (+)= x · W_iᵀ for several matrices that read the same x [m, k] (q, k, v and their
+/// stacked A's; gate, up and theirs): x converted once, one parallel region. Each y_i gets the
+/// bits the single-matrix call gives (the order of operations depends on m and k, not on W).
+func matmul(_ pool: ThreadPool, _ mode: NumericMode, _ x: UnsafePointer<Float>, ldx: Int, k: Int,
+            _ outs: [MatmulOut], rows m: Int) {
+    let o = outs.map {
+        prge_mm_out(W: $0.w, wtype: $0.type.rawValue, w_row_bytes: Int64($0.rowBytes), Y: $0.y, ldy: Int64($0.ldy),
+                    N: Int64($0.n), accumulate: $0.accumulate ? 1 : 0)
+    }
+    prge_matmul_multi(pool.raw, mode.kernelMode, x, Int64(ldx), o, Int32(o.count), Int64(m), Int64(k))
 }
 
 /// The same for a plain row-major f32 matrix w [n, k] (LoRA A and B): always fp32.

@@ -146,12 +146,14 @@ extension Context {
     }
 
     /// y_p (+)= W_p·x for projections that read the same x (one GEMM region for their base
-    /// matrices, one for their A's), plus each adapted projection's LoRA term for every copy.
+    /// matrices and their stacked A's), plus each adapted projection's LoRA term for every copy.
     private func project(_ l: Int, _ outs: [(p: Projection, y: UnsafeMutablePointer<Float>, ldy: Int)],
                          _ x: UnsafeMutablePointer<Float>, ldx: Int, R: Int, T: Int, lora: LoRAPlan?, accumulate: Bool = false) {
-        let input = loraInput(l, outs.map(\.p), lora, x, ldx: ldx, rows: R)
-        matmul(pool, mode, x, ldx: ldx, outs.map { (model.layers[l].matrix($0.p), $0.y, $0.ldy) }, rows: R, accumulate: accumulate)
-        guard let plan = lora, let h = input else { return }
+        let w = model.layers[l]
+        let input = loraInput(l, outs.map(\.p), lora, rows: R)
+        let products = outs.map { MatmulOut(w.matrix($0.p), $0.y, ldy: $0.ldy, accumulate: accumulate) } + (input.map { [$0.1] } ?? [])
+        matmul(pool, mode, x, ldx: ldx, k: w.matrix(outs[0].p).cols, products, rows: R)
+        guard let plan = lora, let h = input?.0 else { return }
         for o in outs {
             if let slot = plan.adapter.slot(layer: l, o.p) { addLoRA(slot, plan, h, o.y, ldy: o.ldy, T: T) }
         }

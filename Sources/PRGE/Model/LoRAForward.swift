@@ -2,8 +2,9 @@ import PRGEKernels
 
 // The LoRA-FA term of the adapted projections of a layer, for every copy of the batch:
 //   y[copy rows] += s · (x Aᵀ) · (B + sign·ε·z_query)ᵀ,   s = α / r.
-// x Aᵀ is one GEMM over all rows (A is shared and frozen), for all projections that read the
-// same x at once (q, k, v; gate, up). The B term of all copies is one kernel call: its tasks
+// x Aᵀ runs over all rows (A is shared and frozen), for all projections that read the same x
+// at once (q, k, v; gate, up), inside the matmul call of their base weights: in the context's
+// numeric mode, like the base product it is added to. The B term of all copies is one kernel call: its tasks
 // own output columns, draw each query's z for them (the counter RNG makes any element range
 // cheap to regenerate) and build B + e·z in L1.
 
@@ -16,10 +17,10 @@ struct LoRAInput {
 }
 
 extension Context {
-    /// x Aᵀ for the adapted projections of `group` (nil if none is adapted) as one GEMM with
-    /// their A's stacked. Each output element is the same dot product as with A alone: the GEMM's
-    /// order of operations depends on M and K, not on N.
-    func loraInput(_ l: Int, _ group: [Projection], _ lora: LoRAPlan?, _ x: UnsafePointer<Float>, ldx: Int, rows: Int) -> LoRAInput? {
+    /// Where x Aᵀ of the adapted projections of `group` goes (nil if none is adapted), and the
+    /// product that computes it: their A's stacked into one [ld, d_in] matrix, run in the same
+    /// matmul call as the group's base weights (x is converted once for both).
+    func loraInput(_ l: Int, _ group: [Projection], _ lora: LoRAPlan?, rows: Int) -> (LoRAInput, MatmulOut)? {
         guard let plan = lora else { return nil }
         let slots = group.compactMap { plan.adapter.slot(layer: l, $0) }
         guard let dIn = slots.first?.dIn else { return nil }
@@ -32,8 +33,7 @@ extension Context {
             c += s.rank
         }
         let h = ws.loraH.ensure(rows * ld)                         // [R, ld]
-        matmulF32(pool, x, ldx: ldx, a, n: ld, k: dIn, h, ldy: ld, rows: rows, accumulate: false)
-        return LoRAInput(h: h, ld: ld, column: column)
+        return (LoRAInput(h: h, ld: ld, column: column), MatmulOut(f32: a, n: ld, k: dIn, h, ldy: ld))
     }
 
     /// y += the LoRA term of `slot` for every copy of `plan`, from its columns of `input`.
