@@ -11,7 +11,7 @@ enum Bench {
     /// numeric-mode member, read it here instead.
     static let defaultMode = Recipe.numericMode   // the library's default numeric mode
 
-    static let mode = Option("--mode", value: "fp32|bf16", help: "mode of step_seconds and the forward (default \(defaultMode.rawValue))")
+    static let mode = Option("--mode", value: "fp32|bf16|int8", help: "mode of step_seconds and the forward (default \(defaultMode.rawValue))")
     static let steps = Option("--steps", value: "N", help: "timed steps and forwards, median reported (default 5)")
     static let warmup = Option("--warmup", value: "N", help: "untimed runs before (default 1)")
     static let data = Option("--data", value: "FILE", help: "SST-2 train JSONL (default ../shared/data/sst2/train.jsonl)")

@@ -9,7 +9,7 @@ enum Common {
     static let model = Option("--model", "-m", value: "FILE", required: true, help: "GGUF model file")
     static let json = Option("--json", help: "print JSON instead of readable text")
     static let threads = Option("--threads", "-t", value: "N", help: "threads (default: all \(ThreadPool.defaultThreads) cores)")
-    static let mode = Option("--mode", value: "fp32|bf16", help: "matmul numerics (default fp32: exact f32, the reference)")
+    static let mode = Option("--mode", value: "fp32|bf16|int8", help: "matmul numerics (default fp32: exact f32, the reference)")
     static let parseSpecial = Option("--parse-special", help: "read special-token text such as <|im_start|> as that token")
 
     /// A context on the model of --model, with --threads and --mode when the command has them.

@@ -9,6 +9,9 @@
 //       dequantizes NC output columns of W into a k-major panel (fp32, or bf16 pairs for
 //       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
 //       Every lane accumulates its dot product sequentially over k (one FMA / dpbf16 chain).
+//     "int8 panel" (PRGE_MM_INT8, Q4_0 / Q4_1 W, AVX512-VNNI): the same tiling with MR8-row X
+//       blocks quantized to int8 per 32-k block and panels of W's 4-bit codes; per block,
+//       exact int32 vpdpbusd sums, then one fp32 scale-and-add chain per lane.
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
 #include "prge_kernels.h"
@@ -190,6 +193,9 @@ static void mm_generic(prge_pool *pool, const mm_job *j) {
 // =============================================================================================
 // AVX-512 (F/BW/VL/DQ + BF16) path.
 // =============================================================================================
+// The int8 kernel's functions also use AVX512-VNNI (vpdpbusd); they run only where it exists.
+#define PRGE_AVX512_VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c")))
 
 #ifndef MM_TUNE
 enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 24 };
@@ -268,29 +274,71 @@ typedef struct {
 
 enum { MM_MAX_PARTS = 4 };   // products sharing one packed X per region (q, k, v; gate, up)
 
+// int8 kernel: 6 rows × 32 columns = 12 int32 + 12 fp32 accumulators + 2 W vectors (of 32 zmm).
+#ifndef MM_TUNE
+enum { MR8 = 6 };
+#else
+enum { MR8 = MM_MR8 };
+#endif
+
 typedef struct {
-    int bf16;
+    int mode;            // PRGE_MM_F32, PRGE_MM_BF16 or PRGE_MM_INT8
     const float *X; int64_t ldx;
     int64_t M, K;
-    int64_t KP;          // fp32: K; bf16: number of k pairs (K+1)/2
+    int64_t KP;          // fp32: K; bf16: number of k pairs (K+1)/2; int8: k quads K/4
     int64_t KD;          // decode length: K rounded up to 32 (decode buffer, zero tail)
-    void *xp;            // packed X: [M/MR blocks][KP][MR] (floats or bf16-pair dwords)
+    int mr;              // rows per X block: MR, or MR8 (int8)
+    int64_t xstride;     // 4-byte words per X block
+    void *xp;            // packed X: [M/mr blocks][KP][mr] (floats or bf16-pair / int8-quad
+                         // dwords); int8: then [K/32][2][mr] floats, dx and sx = dx·Σq per block
     int64_t mblocks, xpack_per_task;
     mm_part part[MM_MAX_PARTS];   // the products of the call; their tasks follow each other
     int n_parts;
 } mm_ctx;
 
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
+// int8: row i of block mb (zeros past M) -> quads xp[q·MR8 + i] (4 consecutive k as int8) and,
+// per 32-k block, dx = max|x|/127 and sx = dx·Σq. Rounding to nearest: |x − dx·q| ≤ dx/2.
+// A NaN in the block makes dx NaN (max would drop it), so the row's outputs are NaN as in fp32.
+PRGE_AVX512 static void mm_xquant_row(const mm_ctx *c, int64_t mb, int i) {
+    uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride + i;
+    float *xs = (float *)c->xp + mb * c->xstride + c->KP * MR8 + i;
+    const int64_t m = mb * MR8 + i;
+    const float *x = m < c->M ? c->X + m * c->ldx : NULL;
+    for (int64_t b = 0; b < c->K / 32; b++, xp += 8 * MR8, xs += 2 * MR8) {
+        const __m512 v0 = x ? _mm512_loadu_ps(x + 32 * b) : _mm512_setzero_ps();
+        const __m512 v1 = x ? _mm512_loadu_ps(x + 32 * b + 16) : _mm512_setzero_ps();
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        if (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q)) amax = NAN;
+        const __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        const __m512i q0 =
+            _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q1 =
+            _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        uint32_t qd[8];
+        _mm_storeu_si128((__m128i *)qd, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(qd + 4), _mm512_cvtepi32_epi8(q1));
+        for (int t = 0; t < 8; t++) xp[t * MR8] = qd[t];
+        const float dx = amax / 127.0f;
+        xs[0] = dx;
+        xs[MR8] = dx * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
 PRGE_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const int64_t b0 = task * c->xpack_per_task;
     const int64_t b1 = b0 + c->xpack_per_task < c->mblocks ? b0 + c->xpack_per_task : c->mblocks;
     float *tmp = (float *)prge_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
     for (int64_t mb = b0; mb < b1; mb++) {
+        if (c->mode == PRGE_MM_INT8) {
+            for (int i = 0; i < MR8; i++) mm_xquant_row(c, mb, i);
+            continue;
+        }
         for (int i = 0; i < MR; i++) {
             const int64_t m = mb * MR + i;
-            if (!c->bf16) {
-                float *xp = (float *)c->xp + mb * c->KP * MR + i;
+            if (c->mode == PRGE_MM_F32) {
+                float *xp = (float *)c->xp + mb * c->xstride + i;
                 if (m < c->M) {
                     const float *x = c->X + m * c->ldx;
                     for (int64_t k = 0; k < c->K; k++) xp[k * MR] = x[k];
@@ -298,7 +346,7 @@ PRGE_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
                     for (int64_t k = 0; k < c->K; k++) xp[k * MR] = 0.0f;
                 }
             } else {
-                uint32_t *xp = (uint32_t *)c->xp + mb * c->KP * MR + i;
+                uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride + i;
                 if (m < c->M) {
                     memcpy(tmp, c->X + m * c->ldx, (size_t)c->K * sizeof(float));
                     memset(tmp + c->K, 0, (size_t)(c->KD + 32 - c->K) * sizeof(float));
@@ -342,6 +390,17 @@ PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
     }
 }
 
+// 16 rows of RS 32-bit elements (tmp, one per column) -> columns [h, h+16) of a k-major panel.
+PRGE_AVX512 static void mm_panel_transpose(const void *tmp, int64_t RS, int64_t KP, uint32_t *panel, int h) {
+    for (int64_t k0 = 0; k0 < KP; k0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps((const float *)tmp + i * RS + k0);
+        mm_tr16(r);
+        const int64_t nk = KP - k0 < 16 ? KP - k0 : 16;
+        for (int i = 0; i < nk; i++) _mm512_store_ps((float *)panel + (k0 + i) * NR + h, r[i]);
+    }
+}
+
 // tmp: scratch of 16 rows x RS 32-bit elements, RS = KP rounded up to 16 (+ conversion slack).
 PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel, float *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
@@ -352,7 +411,7 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
             const int64_t n = n0 + h + r;
             uint32_t *row = (uint32_t *)tmp + r * RS;
             if (n >= w->N) { memset(row, 0, (size_t)RS * 4); continue; }
-            if (!c->bf16) {
+            if (c->mode == PRGE_MM_F32) {
                 mm_decode_row_avx512(w->wtype, w->W + n * w->wrb, (float *)row, c->K);
                 memset(row + c->K, 0, (size_t)(RS - c->K) * 4);
             } else {
@@ -361,13 +420,40 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
                 for (int64_t p0 = 0; p0 < RS; p0 += 16) _mm512_storeu_si512(row + p0, mm_pairs_bf16(dec + 2 * p0));
             }
         }
-        for (int64_t k0 = 0; k0 < c->KP; k0 += 16) {
-            __m512 r[16];
-            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(tmp + i * RS + k0);
-            mm_tr16(r);
-            const int64_t nk = c->KP - k0 < 16 ? c->KP - k0 : 16;
-            for (int i = 0; i < nk; i++) _mm512_store_ps((float *)panel + (k0 + i) * NR + h, r[i]);
+        mm_panel_transpose(tmp, RS, c->KP, panel, h);
+    }
+}
+
+// Q4_0 / Q4_1 columns [n0, n0+32) -> [KQ][32] dwords of 4-bit codes (4 consecutive k, the
+// unsigned bytes of vpdpbusd), then per 32-k block [32] d and [32] m floats (Q4_0: m = −8d).
+// A block's 16 bytes hold elements 0..15 in the low nibbles and 16..31 in the high ones.
+PRGE_AVX512 static void mm_pack_panel_q4(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel,
+                                         uint32_t *tmp) {
+    const int64_t RS = ((c->KP + 15) & ~(int64_t)15), nblk = c->K / 32;
+    const int q41 = w->wtype == PRGE_T_Q4_1, bs = q41 ? 20 : 18;
+    float *ps = (float *)(panel + c->KP * NR);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int h = 0; h < NR; h += 16) {
+        for (int r = 0; r < 16; r++) {
+            const int64_t n = n0 + h + r;
+            uint32_t *row = tmp + r * RS;
+            if (n >= w->N) {
+                memset(row, 0, (size_t)RS * 4);
+                for (int64_t b = 0; b < nblk; b++) ps[b * 2 * NR + h + r] = ps[b * 2 * NR + NR + h + r] = 0.0f;
+                continue;
+            }
+            memset(row + c->KP, 0, (size_t)(RS - c->KP) * 4);
+            const uint8_t *src = w->W + n * w->wrb;
+            for (int64_t b = 0; b < nblk; b++, src += bs) {
+                float *pb = ps + b * 2 * NR + h + r;
+                const __m128i q = _mm_loadu_si128((const __m128i *)(src + 2 + 2 * q41));
+                _mm_storeu_si128((__m128i *)(row + 8 * b), _mm_and_si128(q, m4));
+                _mm_storeu_si128((__m128i *)(row + 8 * b + 4), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+                pb[0] = _cvtsh_ss(mm_rd16(src));
+                pb[NR] = q41 ? _cvtsh_ss(mm_rd16(src + 2)) : -8.0f * pb[0];
+            }
         }
+        mm_panel_transpose(tmp, RS, c->KP, panel, h);
     }
 }
 
@@ -420,6 +506,38 @@ PRGE_AVX512 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, cons
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
 }
 
+// MRC rows (of a packed block with stride MR8) x 32 columns of Q4 W. Per 32-k block: 8 vpdpbusd
+// per accumulator give the exact Σ q_x·q_w (|Σ| ≤ 32·127·15), then, in fp32 and this order,
+// acc += float(Σ)·(d·dx), acc += m·sx.
+PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp, const float *xs,
+                                         const uint32_t *pan, const float *ps, int64_t nblk, float *y,
+                                         int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate) {
+    __m512 acc[MR8][2];
+    for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * NR, xs += 2 * MR8) {
+        __m512i s[MR8][2];
+        for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
+        for (int q = 0; q < 8; q++) {
+            const __m512i w0 = _mm512_load_si512(pan + q * NR), w1 = _mm512_load_si512(pan + q * NR + 16);
+            for (int i = 0; i < MRC; i++) {
+                const __m512i a = _mm512_set1_epi32((int)xp[q * MR8 + i]);
+                s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
+                s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
+            }
+        }
+        const __m512 d0 = _mm512_load_ps(ps), d1 = _mm512_load_ps(ps + 16);
+        const __m512 m0 = _mm512_load_ps(ps + NR), m1 = _mm512_load_ps(ps + NR + 16);
+        for (int i = 0; i < MRC; i++) {
+            const __m512 dx = _mm512_set1_ps(xs[i]), sx = _mm512_set1_ps(xs[MR8 + i]);
+            acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+            acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
+        }
+    }
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+}
+
 #define MM_UKR_CASES(F, ...)                                                                     \
     switch (mrc) {                                                                               \
     case 1: F(1, __VA_ARGS__); break;  case 2: F(2, __VA_ARGS__); break;                         \
@@ -431,42 +549,90 @@ PRGE_AVX512 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, cons
     case 13: F(13, __VA_ARGS__); break; default: F(14, __VA_ARGS__); break;                      \
     }
 
-PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
-    const mm_ctx *c = (const mm_ctx *)vctx;
+// What one panel-path task computes: columns [n0, n0 + 32·nsub) of product w, X blocks [mb0, mb1).
+typedef struct { const mm_part *w; int64_t n0, mb0, mb1; int nsub; } mm_tile;
+
+static mm_tile mm_task_tile(const mm_ctx *c, int64_t task) {
     int pi = 0;
     while (pi + 1 < c->n_parts && task >= c->part[pi + 1].first_task) pi++;
-    const mm_part *w = &c->part[pi];
-    task -= w->first_task;
-    const int64_t ni = task / w->m_chunks, mi = task % w->m_chunks;
-    const int64_t n0 = ni * NC;
-    const int64_t ncols = w->N - n0 < NC ? w->N - n0 : NC;
-    const int nsub = (int)((ncols + NR - 1) / NR);
+    mm_tile t;
+    t.w = &c->part[pi];
+    task -= t.w->first_task;
+    const int64_t ni = task / t.w->m_chunks, mi = task % t.w->m_chunks;
+    t.n0 = ni * NC;
+    const int64_t ncols = t.w->N - t.n0 < NC ? t.w->N - t.n0 : NC;
+    t.nsub = (int)((ncols + NR - 1) / NR);
+    t.mb0 = mi * t.w->mb_per_chunk;
+    t.mb1 = t.mb0 + t.w->mb_per_chunk < c->mblocks ? t.mb0 + t.w->mb_per_chunk : c->mblocks;
+    return t;
+}
+
+// Store masks of the two 16-column halves of a 32-column sub-tile with `cols` live columns.
+PRGE_AVX512 PRGE_INLINE void mm_col_masks(int64_t cols, __mmask16 *k0, __mmask16 *k1) {
+    *k0 = prge_mask16(cols);
+    *k1 = prge_mask16(cols - 16);
+}
+
+PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
+    const mm_ctx *c = (const mm_ctx *)vctx;
+    const mm_tile t = mm_task_tile(c, task);
+    const mm_part *w = t.w;
     const size_t sub_elems = (size_t)c->KP * NR;   // floats or dwords, both 4 bytes
-    uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)nsub * sub_elems * 4);
+    uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)t.nsub * sub_elems * 4);
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     float *tmp = (float *)prge_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
-    for (int s = 0; s < nsub; s++) mm_pack_panel(c, w, n0 + s * NR, panel + s * sub_elems, tmp);
+    for (int s = 0; s < t.nsub; s++) mm_pack_panel(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
 
-    const int64_t mb0 = mi * w->mb_per_chunk;
-    const int64_t mb1 = mb0 + w->mb_per_chunk < c->mblocks ? mb0 + w->mb_per_chunk : c->mblocks;
-    for (int64_t mb = mb0; mb < mb1; mb++) {
+    for (int64_t mb = t.mb0; mb < t.mb1; mb++) {
         const int64_t m0 = mb * MR;
         const int rows = (int)(c->M - m0 < MR ? c->M - m0 : MR);
         const int mrc = rows;
-        const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->KP * MR;
-        for (int s = 0; s < nsub; s++) {
-            const int64_t cn0 = n0 + s * NR;
-            const int64_t cols = w->N - cn0 < NR ? w->N - cn0 : NR;
-            const __mmask16 k0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-            const __mmask16 k1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+        const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
+        for (int s = 0; s < t.nsub; s++) {
+            const int64_t cn0 = t.n0 + s * NR;
+            __mmask16 k0, k1;
+            mm_col_masks(w->N - cn0, &k0, &k1);
             float *y = w->Y + m0 * w->ldy + cn0;
             const uint32_t *pan = panel + s * sub_elems;
-            if (!c->bf16) {
+            if (c->mode == PRGE_MM_F32) {
 #define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
                 MM_UKR_CASES(F32CALL, 0)
             } else {
 #define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
                 MM_UKR_CASES(BF16CALL, 0)
+            }
+        }
+    }
+}
+
+// The int8 kernel's tasks: as mm_panel_task, on Q4 panels and MR8-row int8 X blocks.
+PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
+    const mm_ctx *c = (const mm_ctx *)vctx;
+    const mm_tile t = mm_task_tile(c, task);
+    const mm_part *w = t.w;
+    const int64_t nblk = c->K / 32;
+    const size_t sub_elems = (size_t)(c->KP * NR + 2 * nblk * NR);   // codes, then d and m
+    uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)t.nsub * sub_elems * 4);
+    const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
+    uint32_t *tmp = (uint32_t *)prge_scratch(2, (size_t)(16 * RS) * 4);
+    for (int s = 0; s < t.nsub; s++) mm_pack_panel_q4(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
+
+    for (int64_t mb = t.mb0; mb < t.mb1; mb++) {
+        const int64_t m0 = mb * MR8;
+        const int rows = (int)(c->M - m0 < MR8 ? c->M - m0 : MR8);
+        const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
+        const float *xs = (const float *)(xpb + c->KP * MR8);
+        for (int s = 0; s < t.nsub; s++) {
+            const int64_t cn0 = t.n0 + s * NR;
+            __mmask16 k0, k1;
+            mm_col_masks(w->N - cn0, &k0, &k1);
+            float *y = w->Y + m0 * w->ldy + cn0;
+            const uint32_t *pan = panel + s * sub_elems;
+            const float *ps = (const float *)(pan + c->KP * NR);
+#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, pan, ps, nblk, y, w->ldy, rows, k0, k1, w->accumulate)
+            switch (rows) {
+            case 1: INT8CALL(1); break; case 2: INT8CALL(2); break; case 3: INT8CALL(3); break;
+            case 4: INT8CALL(4); break; case 5: INT8CALL(5); break; default: INT8CALL(MR8); break;
             }
         }
     }
@@ -569,23 +735,28 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
 }
 
 // The panel path for up to MM_MAX_PARTS products: X packed once, one region for all tiles.
-PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int bf16, const float *X, int64_t ldx,
+// mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is Q4_0 / Q4_1).
+PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *X, int64_t ldx,
                                         const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     const int threads = prge_pool_threads(pool);
+    const int int8 = mode == PRGE_MM_INT8;
     mm_ctx c;
     memset(&c, 0, sizeof c);
-    c.bf16 = bf16;
+    c.mode = mode;
     c.X = X; c.ldx = ldx; c.M = M; c.K = K;
-    c.KP = bf16 ? (K + 1) / 2 : K;
+    c.KP = mode == PRGE_MM_F32 ? K : mode == PRGE_MM_BF16 ? (K + 1) / 2 : K / 4;
     c.KD = (K + 63) & ~(int64_t)63;
-    c.mblocks = (M + MR - 1) / MR;
-    c.xp = prge_scratch(0, (size_t)(c.mblocks * c.KP * MR) * 4);
+    c.mr = int8 ? MR8 : MR;
+    c.xstride = c.KP * c.mr + (int8 ? 2 * (K / 32) * c.mr : 0);
+    c.mblocks = (M + c.mr - 1) / c.mr;
+    c.xp = prge_scratch(0, (size_t)(c.mblocks * c.xstride) * 4);
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
     prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
     int64_t tiles = 0;
     for (int i = 0; i < n_outs; i++) tiles += (outs[i].N + NC - 1) / NC;
-    // Split M as well when there are few column tiles in all; keep >= 8 blocks (112 rows) per
-    // chunk so the panel packing stays amortized.
+    // Split M as well when there are few column tiles in all; keep >= 112 rows (8 blocks of MR)
+    // per chunk so the panel packing stays amortized.
+    const int64_t min_blocks = (8 * MR + c.mr - 1) / c.mr;
 #ifdef MM_TUNE
     int64_t want = getenv("MM_WANT") ? atoi(getenv("MM_WANT")) : 6 * threads;
 #else
@@ -599,7 +770,7 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int bf16, const float *
         w->Y = o->Y; w->ldy = o->ldy; w->N = o->N; w->accumulate = o->accumulate;
         w->n_tiles = (o->N + NC - 1) / NC;
         int64_t m_chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
-        const int64_t max_chunks = c.mblocks / 8 > 0 ? c.mblocks / 8 : 1;
+        const int64_t max_chunks = c.mblocks / min_blocks > 0 ? c.mblocks / min_blocks : 1;
         if (m_chunks > max_chunks) m_chunks = max_chunks;
         w->mb_per_chunk = (c.mblocks + m_chunks - 1) / m_chunks;
         w->m_chunks = (c.mblocks + w->mb_per_chunk - 1) / w->mb_per_chunk;
@@ -607,7 +778,23 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int bf16, const float *
         tasks += w->n_tiles * w->m_chunks;
     }
     c.n_parts = n_outs;
-    prge_pool_run(pool, mm_panel_task, &c, tasks);
+    prge_pool_run(pool, int8 ? mm_panel_task_int8 : mm_panel_task, &c, tasks);
+}
+
+static int mm_q4(uint32_t type) { return type == PRGE_T_Q4_0 || type == PRGE_T_Q4_1; }
+
+// int8 mode on the panel path: the Q4 products on the int8 kernel, the others (f32 LoRA A
+// stacks in a base matmul's call, ...) on bf16, each group with its own packed X.
+PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t ldx,
+                                       const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
+    prge_mm_out q4[MM_MAX_PARTS], rest[MM_MAX_PARTS];
+    int nq = 0, nr = 0;
+    for (int i = 0; i < n_outs; i++) {
+        if (mm_q4(outs[i].wtype)) q4[nq++] = outs[i];
+        else rest[nr++] = outs[i];
+    }
+    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
+    if (nr > 0) mm_avx512_panel(pool, PRGE_MM_BF16, X, ldx, rest, nr, M, K);
 }
 #endif  // PRGE_X86
 
@@ -631,24 +818,38 @@ int prge_cpu_avx512(void) {
     return atomic_load_explicit(&path, memory_order_relaxed);
 }
 
+int prge_matmul_int8(void) {
+    static atomic_int vnni = -1;   // as in prge_cpu_avx512
+    if (atomic_load_explicit(&vnni, memory_order_relaxed) < 0) {
+        int v = 0;
+#if PRGE_X86
+        v = prge_cpu_avx512() == 1 && __builtin_cpu_supports("avx512vnni");
+#endif
+        atomic_store_explicit(&vnni, v, memory_order_relaxed);
+    }
+    return atomic_load_explicit(&vnni, memory_order_relaxed);
+}
+
 // 1..MM_MAX_PARTS products with N > 0 and K > 0, on this CPU's path.
 static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
                    const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
-    const int bf16 = (mode & 0xff) == PRGE_MM_BF16;
+    int kind = mode & 0xff;
+    const int fast = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
+    if (kind == PRGE_MM_INT8 && !(fast && prge_matmul_int8())) kind = PRGE_MM_BF16;
 #if PRGE_X86
-    if ((mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1) {
-        if (M <= MM_SMALL_M) mm_avx512_dot(pool, bf16, X, ldx, outs, n_outs, M, K);
-        else mm_avx512_panel(pool, bf16, X, ldx, outs, n_outs, M, K);
+    if (fast) {
+        if (M <= MM_SMALL_M) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);
+        else if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K);
+        else mm_avx512_panel(pool, kind, X, ldx, outs, n_outs, M, K);
         return;
     }
 #endif
     for (int i = 0; i < n_outs; i++) {
         const prge_mm_out *o = &outs[i];
-        mm_job j = {mode & 0xff, X, ldx, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy,
+        mm_job j = {kind, X, ldx, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy,
                     M, o->N, K, o->accumulate};
         mm_generic(pool, &j);
     }
-    (void)bf16;
 }
 
 const char *prge_matmul_path(void) { return prge_cpu_avx512() == 1 ? "avx512-bf16" : "generic"; }

@@ -8,6 +8,14 @@ import PRGEKernels
 ///                 the reference dequantizer's arithmetic, so W itself is exact)
 ///   PRGE_MM_BF16: |y − ref| ≤ (2⁻⁷ + 2⁻¹⁶ + 1.5·(K+4)·u)·S   (x and w each rounded to bf16: 8-bit
 ///                 significand, unit roundoff 2⁻⁸ each, so ≤ 2⁻⁷ + 2⁻¹⁶ per product, then fp32 sums)
+///   PRGE_MM_INT8, where the int8 kernel runs (Q4_0 / Q4_1 W, M > 24, prge_matmul_int8() == 1):
+///                 |y − ref| ≤ A + (2·K/32 + 4)·u·S₄, per 32-block b of k with dx_b = max|x|/127:
+///                 A  = Σ_k dx_b·(1/2 + 2¹⁰u)·|w_k|   (x̂ = dx·q with q = round(x·fl(127/max)): |x − x̂| ≤
+///                      dx·(1/2 + 3·127u) plus the rounding of dx; the test's dx is exact, within u of it)
+///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_b|·q_k + |m_b|)   (the fp32 part: Σ q_x·q_w is exact int32;
+///                      per block one rounding each in d·dx, dx·Σq, and the chain of 2·K/32 fused adds;
+///                      the reference's own w = fl(d·q + m) adds one more u)
+///                 Everywhere else int8 mode is bf16 mode, bit for bit; that is tested too.
 /// Results are bit-identical for any thread count (each element is computed by one task in a fixed
 /// order); that is tested too.
 @Suite struct MatmulTests {
@@ -164,6 +172,150 @@ import PRGEKernels
                 #expect(y1.map(\.bitPattern) == y3.map(\.bitPattern), "\(t) M\(M) N\(N) K\(K) mode \(md): 1 vs 3 threads differ")
             }
         }
+        checkInt8(t, w: w, rowBytes: rowBytes, X: X, ldx: ldx, Yinit: Yinit, ldy: ldy, ref: ref, M: M, N: N, K: K,
+                  pools: [pool1, pool2, pool3])
+    }
+
+    static func isQ4(_ t: TypeInfo) -> Bool { t.name == "Q4_0" || t.name == "Q4_1" }
+
+    /// PRGE_MM_INT8 on one shape: within the int8 bound where its kernel runs, else bf16's bits;
+    /// bit-identical for 1, 2 and 3 threads either way.
+    static func checkInt8(_ t: TypeInfo, w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, Yinit: [Float], ldy: Int,
+                          ref: [Double], M: Int, N: Int, K: Int, pools: [OpaquePointer?]) {
+        let u = 1.0 / Double(1 << 24)
+        let tol = isQ4(t) ? int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K) : []
+        for generic in [false, true] {
+            let g = generic ? Int32(PRGE_MM_GENERIC) : 0
+            let md = Int32(PRGE_MM_INT8) | g
+            let kernel = isQ4(t) && M > 24 && !generic && prge_matmul_int8() == 1
+            let what = "\(t) M\(M) N\(N) K\(K) int8 generic \(generic)"
+            for accumulate in [false, true] {
+                let Y = run(pools[1], mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit, ldy: ldy,
+                            M: M, N: N, K: K, accumulate: accumulate)
+                if !kernel {
+                    let Yb = run(pools[1], mode: Int32(PRGE_MM_BF16) | g, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                                 Y0: Yinit, ldy: ldy, M: M, N: N, K: K, accumulate: accumulate)
+                    #expect(Y.map(\.bitPattern) == Yb.map(\.bitPattern), "\(what) acc \(accumulate): not bf16's bits")
+                    continue
+                }
+                var bad = 0, first = ""
+                for m in 0..<M {
+                    for n in 0..<N {
+                        let want = (accumulate ? Double(Yinit[m * ldy + n]) : 0) + ref[m * N + n]
+                        let got = Double(Y[m * ldy + n]), e = tol[m * N + n] + 2 * u * abs(want)
+                        if !(abs(got - want) <= e) {
+                            if bad == 0 { first = "m \(m) n \(n): got \(got) want \(want) tol \(e)" }
+                            bad += 1
+                        }
+                    }
+                    for n in N..<ldy where Y[m * ldy + n] != Yinit[m * ldy + n] {
+                        bad += 1; first = "padding written at m \(m) n \(n)"
+                    }
+                }
+                #expect(bad == 0, "\(what) acc \(accumulate): \(bad) bad, \(first)")
+            }
+            let ys = pools.map { run($0, mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit, ldy: ldy,
+                                     M: M, N: N, K: K, accumulate: false).map(\.bitPattern) }
+            #expect(ys[0] == ys[1] && ys[0] == ys[2], "\(what): results depend on the thread count")
+        }
+    }
+
+    /// d, m per 32-block and the 4-bit code per element of Q4_0 / Q4_1 rows (Q4_0: m = −8d).
+    static func q4Parts(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, N: Int, K: Int) -> (d: [Double], m: [Double], q: [Int]) {
+        let nb = K / 32, q41 = t.name == "Q4_1"
+        var d = [Double](repeating: 0, count: N * nb), mm = d, q = [Int](repeating: 0, count: N * K)
+        func f16(_ at: Int) -> Double { Double(prge_f16_to_f32(UInt16(w[at]) | UInt16(w[at + 1]) << 8)) }
+        for n in 0..<N {
+            for b in 0..<nb {
+                let at = n * rowBytes + b * t.blockBytes, qs = at + (q41 ? 4 : 2)
+                d[n * nb + b] = f16(at)
+                mm[n * nb + b] = q41 ? f16(at + 2) : -8 * f16(at)
+                for j in 0..<16 {
+                    q[n * K + b * 32 + j] = Int(w[qs + j] & 0xf)
+                    q[n * K + b * 32 + j + 16] = Int(w[qs + j] >> 4)
+                }
+            }
+        }
+        return (d, mm, q)
+    }
+
+    /// The int8 bound of every element (header comment): A + (2·K/32 + 4)·u·S₄.
+    static func int8Tolerance(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, M: Int, N: Int,
+                              K: Int) -> [Double] {
+        let u = 1.0 / Double(1 << 24), nb = K / 32
+        let (d, mm, q) = q4Parts(t, w, rowBytes: rowBytes, N: N, K: K)
+        var dx = [Double](repeating: 0, count: M * nb)
+        for m in 0..<M {
+            for b in 0..<nb { dx[m * nb + b] = (0..<32).map { abs(Double(X[m * ldx + b * 32 + $0])) }.max()! / 127 }
+        }
+        var tol = [Double](repeating: 0, count: M * N)
+        for m in 0..<M {
+            for n in 0..<N {
+                var a = 0.0, s4 = 0.0
+                for k in 0..<K {
+                    let b = k / 32, db = d[n * nb + b], mb = mm[n * nb + b], e = dx[m * nb + b]
+                    let qk = Double(q[n * K + k])
+                    a += e * abs(db * qk + mb)
+                    s4 += (abs(Double(X[m * ldx + k])) + e) * (abs(db) * qk + abs(mb))
+                }
+                tol[m * N + n] = a * (0.5 + 1024 * u) + Double(2 * nb + 4) * u * s4
+            }
+        }
+        return tol
+    }
+
+    /// The int8 kernel on model-like Q4_1 weights (d > 0, m ≈ −8d, as ggml quantizes) and X with an
+    /// outlier channel (×20, one in 64): within the int8 bound, not bf16's result, the same bits
+    /// for any pool size; and the bound is tight enough to flag a kernel that drops the m term or
+    /// scales a block by its neighbour's d.
+    @Test(.enabled(if: prge_matmul_int8() == 1), arguments: [(31, 70, 576), (130, 192, 576), (64, 96, 1536)])
+    func int8KernelQ4_1(_ shape: (Int, Int, Int)) {
+        let (M, N, K) = shape, t = Self.types[4], nb = K / 32
+        var rng = RNG(s: UInt64(M * N + K) | 1)
+        var (w, rowBytes) = Self.randomW(t, N: N, K: K, rng: &rng)
+        for blk in 0..<(N * nb) {
+            let d = 0.001 + 0.003 * abs(Double(rng.float())), m = -d * (7.5 + Double(rng.float()))
+            for (v, at) in [(d, 0), (m, 2)] {
+                let h = prge_f32_to_f16(Float(v))
+                w[blk * 20 + at] = UInt8(h & 0xff); w[blk * 20 + at + 1] = UInt8(h >> 8)
+            }
+        }
+        let ldx = K + 3
+        var X = [Float](repeating: 0, count: M * ldx)
+        for i in X.indices { X[i] = rng.float() * (i % ldx % 64 == 7 ? 20 : 1) }
+        let (d, mm, q) = Self.q4Parts(t, w, rowBytes: rowBytes, N: N, K: K)
+        let tol = Self.int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K)
+        // Exact, m term dropped, d of the next block: Σ_k x_k·(d·q + m), Σ x·d·q, Σ x·(d'·q + m).
+        var ref = [[Double]](repeating: [Double](repeating: 0, count: M * N), count: 3)
+        for m in 0..<M {
+            for n in 0..<N {
+                var s = (0.0, 0.0, 0.0)
+                for k in 0..<K {
+                    let b = k / 32, x = Double(X[m * ldx + k]), qk = Double(q[n * K + k])
+                    let db = d[n * nb + b], dn = d[n * nb + (b + 1) % nb], mb = mm[n * nb + b]
+                    s.0 += x * (db * qk + mb); s.1 += x * db * qk; s.2 += x * (dn * qk + mb)
+                }
+                ref[0][m * N + n] = s.0; ref[1][m * N + n] = s.1; ref[2][m * N + n] = s.2
+            }
+        }
+        let pools = [prge_pool_create(1), prge_pool_create(2), prge_pool_create(3)]
+        defer { pools.forEach { prge_pool_free($0) } }
+        let ys = pools.map { Self.run($0, mode: Int32(PRGE_MM_INT8), X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                                      Y0: [Float](repeating: 0, count: M * N), ldy: N, M: M, N: N, K: K, accumulate: false) }
+        let outside = ref.map { r in (0..<(M * N)).filter { !(abs(Double(ys[1][$0]) - r[$0]) <= tol[$0]) }.count }
+        #expect(outside[0] == 0, "M\(M) N\(N) K\(K): \(outside[0]) of \(M * N) outside the int8 bound")
+        #expect(outside[1] > M * N / 2 && outside[2] > M * N / 2,
+                "M\(M) N\(N) K\(K): the bound misses a wrong kernel (no m term \(outside[1]), wrong d \(outside[2]))")
+        #expect(ys[0].map(\.bitPattern) == ys[1].map(\.bitPattern) && ys[0].map(\.bitPattern) == ys[2].map(\.bitPattern),
+                "M\(M) N\(N) K\(K): results depend on the thread count")
+        let yb = Self.run(pools[1], mode: Int32(PRGE_MM_BF16), X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                          Y0: [Float](repeating: 0, count: M * N), ldy: N, M: M, N: N, K: K, accumulate: false)
+        #expect(yb != ys[1], "M\(M) N\(N) K\(K): int8 mode gave bf16's result, its kernel did not run")
+        // A NaN in X poisons its row only (the block's max would drop it; dx carries it).
+        X[5] = .nan
+        let yn = Self.run(pools[1], mode: Int32(PRGE_MM_INT8), X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                          Y0: [Float](repeating: 0, count: M * N), ldy: N, M: M, N: N, K: K, accumulate: false)
+        #expect(yn[0..<N].allSatisfy(\.isNaN) && yn[N...].elementsEqual(ys[1][N...]), "M\(M) N\(N) K\(K): NaN row")
     }
 
     @Test(arguments: types)
@@ -234,17 +386,18 @@ import PRGEKernels
     /// own prge_matmul call: 5 products (more than one region's 4), an empty one, accumulate mixed.
     @Test(arguments: [5, 100])
     func multiEqualsSingleCalls(_ M: Int) {
-        let t = Self.types[4], K = 96
+        let K = 96
         var rng = RNG(s: UInt64(M) | 1)
         let Ns = [70, 16, 0, 33, 130, 64]
-        let ws = Ns.map { Self.randomW(t, N: $0, K: K, rng: &rng) }
+        let ts = Ns.indices.map { $0 == 1 ? Self.types[0] : Self.types[4] }   // an f32 one, as LoRA A stacks are
+        let ws = Ns.indices.map { Self.randomW(ts[$0], N: Ns[$0], K: K, rng: &rng) }
         let X = (0..<(M * K)).map { _ in rng.float() }
         let Y0 = Ns.map { N in (0..<(M * (N + 1))).map { _ in rng.float() } }
         let pool = prge_pool_create(2)
         defer { prge_pool_free(pool) }
-        for mode in [Int32(PRGE_MM_F32), Int32(PRGE_MM_BF16), Int32(PRGE_MM_BF16 | PRGE_MM_GENERIC)] {
+        for mode in [Int32(PRGE_MM_F32), Int32(PRGE_MM_BF16), Int32(PRGE_MM_BF16 | PRGE_MM_GENERIC), Int32(PRGE_MM_INT8)] {
             let single = Ns.indices.map { i in
-                Self.run(pool, mode: mode, X: X, ldx: K, w: ws[i].bytes, t: t, rowBytes: ws[i].rowBytes, Y0: Y0[i],
+                Self.run(pool, mode: mode, X: X, ldx: K, w: ws[i].bytes, t: ts[i], rowBytes: ws[i].rowBytes, Y0: Y0[i],
                          ldy: Ns[i] + 1, M: M, N: Ns[i], K: K, accumulate: i % 2 == 1)
             }
             var Y = Y0
@@ -254,7 +407,7 @@ import PRGEKernels
             let wAll = ws.flatMap(\.bytes), offsets = ws.map(\.bytes.count).reduce(into: [0]) { $0.append($0.last! + $1) }
             wAll.withUnsafeBytes { wp in
                 let outs = Ns.indices.map { i in
-                    prge_mm_out(W: wp.baseAddress! + offsets[i], wtype: t.type, w_row_bytes: Int64(ws[i].rowBytes), Y: yp[i],
+                    prge_mm_out(W: wp.baseAddress! + offsets[i], wtype: ts[i].type, w_row_bytes: Int64(ws[i].rowBytes), Y: yp[i],
                                 ldy: Int64(Ns[i] + 1), N: Int64(Ns[i]), accumulate: i % 2 == 1 ? 1 : 0)
                 }
                 prge_matmul_multi(pool, mode, X, Int64(K), outs, Int32(outs.count), Int64(M), Int64(K))

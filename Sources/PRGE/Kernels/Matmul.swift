@@ -2,9 +2,17 @@ import PRGEKernels
 
 /// How the linear layers multiply. fp32 is the reference; bf16 rounds activations and weights
 /// to bf16 and accumulates in fp32 (AVX512-BF16), used only where training is shown to learn as well.
+/// int8 quantizes activations to int8 per 32-element block for the Q4_0 / Q4_1 weights of calls
+/// with more than 24 rows (AVX512-VNNI; prge_kernels.h), and is bf16 everywhere else: opt-in only.
 public enum NumericMode: String, Sendable, CaseIterable {
-    case fp32, bf16
-    var kernelMode: Int32 { self == .fp32 ? Int32(PRGE_MM_F32) : Int32(PRGE_MM_BF16) }
+    case fp32, bf16, int8
+    var kernelMode: Int32 {
+        switch self {
+        case .fp32: Int32(PRGE_MM_F32)
+        case .bf16: Int32(PRGE_MM_BF16)
+        case .int8: Int32(PRGE_MM_INT8)
+        }
+    }
 
     /// bf16 where the CPU multiplies bf16 natively (AVX512-BF16), else fp32: emulated bf16 is
     /// slower than fp32 and buys nothing. BENCHMARKS.md shows bf16 training learns as fp32 does.

@@ -17,7 +17,7 @@ import Glibc
 //   steps         total steps of the training (what `prge train` runs, counting resumed ones)
 //   minutes       time budget of one run          eval_every, eval_limit (null: whole dev set)
 //   seed          perturbations and minibatch order   threads (0: all cores)
-//   numeric_mode  "fp32" | "bf16"                   adapter {rank, alpha, targets, layers, seed}
+//   numeric_mode  "fp32" | "bf16" | "int8"          adapter {rank, alpha, targets, layers, seed}
 //   checkpoint    path: written at every evaluation and at the end of a run
 //   log           path of the JSONL training log    step_log  path of the binary step log
 // Command line members (the C ABI ignores them): model, train, dev, out (the best adapter),

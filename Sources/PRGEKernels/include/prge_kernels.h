@@ -42,7 +42,12 @@ void prge_pool_run(prge_pool *pool, prge_task_fn fn, void *ctx, int64_t n_tasks)
 // Weights are dequantized on the fly into cache-sized tiles, reused across all M rows.
 // mode PRGE_MM_F32: fp32 products and accumulation (the reference path).
 // mode PRGE_MM_BF16: X and the weight tile rounded to bf16, products accumulated in fp32.
-enum { PRGE_MM_F32 = 0, PRGE_MM_BF16 = 1 };
+// mode PRGE_MM_INT8: for Q4_0 / Q4_1 W, M > 24, on AVX512-VNNI CPUs: each 32-element block of
+//   an X row quantized to int8 (dx = max|x|/127, round to nearest, so |x − dx·q| ≤ dx/2), exact
+//   int32 dot products with W's 4-bit codes (vpdpbusd), scaled per block in fp32:
+//   y = Σ_blk dx·d·Σ q_x·q_w + m·dx·Σ q_x. Everything else (other W types, f32 products of a
+//   multi call, small M, the portable path, CPUs without VNNI) runs as PRGE_MM_BF16.
+enum { PRGE_MM_F32 = 0, PRGE_MM_BF16 = 1, PRGE_MM_INT8 = 2 };
 void prge_matmul(prge_pool *pool, int mode,
                  const float *X, int64_t ldx,
                  const void *W, uint32_t wtype, int64_t w_row_bytes,
@@ -66,6 +71,8 @@ enum { PRGE_MM_GENERIC = 0x100 };
 // fixed order). They may differ in the last bits between paths and between M <= 8 and M > 8.
 // Which kernels this CPU uses: "avx512-bf16" or "generic" (env PRGE_MM_PATH=generic forces it).
 const char *prge_matmul_path(void);
+// 1 when PRGE_MM_INT8 has its own kernel on this CPU (the avx512 path and AVX512-VNNI), else 0.
+int prge_matmul_int8(void);
 // Measured peaks of this CPU on `threads` threads (about 0.1 s each): fp32 FMA GFLOP/s (zmm
 // FMAs on AVX-512 CPUs, else auto-vectorized C) and bf16 dot GFLOP/s (vdpbf16ps, 4 flops a
 // lane; 0 where the CPU lacks AVX512-BF16).
