@@ -71,7 +71,9 @@ typedef struct prge_model prge_model;
 typedef int32_t prge_numeric_mode;
 enum {
     PRGE_NUMERIC_FP32 = 0, /* fp32 activations and accumulation: the reference            */
-    PRGE_NUMERIC_BF16 = 1  /* bf16 products, fp32 accumulation (AVX-512 BF16 CPUs)        */
+    PRGE_NUMERIC_BF16 = 1, /* bf16 products, fp32 accumulation (AVX-512 BF16 CPUs)        */
+    PRGE_NUMERIC_INT8 = 2  /* Q4 weights x activations quantized to int8 per 32 values,   */
+                           /* exact int32 block sums (AVX-512 VNNI); bf16 for the rest    */
 };
 
 typedef struct prge_model_params {
@@ -232,7 +234,7 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  *    "estimator": "prge" | "rge" | "mezo",   "q": 4, "batch": 4, "eps": 1e-2, "lr": ...,
  *    "schedule": "constant" | "linear" | "cosine", "loss": "full" | "candidates",
  *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
- *    "numeric_mode": "fp32" | "bf16", "threads": N, "adapter": {adapter options},
+ *    "numeric_mode": "fp32" | "bf16" | "int8", "threads": N, "adapter": {adapter options},
  *    "checkpoint": "path.gguf", "log": "path.jsonl"}
  * "eval_limit": N evaluates on N dev examples spread over the set (a fixed subset, the same
  * for every seed), not the first N: dev files are often sorted by label.

@@ -49,6 +49,7 @@ private func numericMode(_ m: Int32) -> NumericMode? {
     switch m {
     case 0: return .fp32
     case 1: return .bf16
+    case 2: return .int8
     default: return nil
     }
 }

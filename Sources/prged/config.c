@@ -184,6 +184,7 @@ static int parse_field(struct json_object *v, const struct field *f, void *base,
         const char *s = jt == json_type_string ? json_object_get_string(v) : "";
         if (strcmp(s, "fp32") == 0) *(int32_t *)dst = PRGE_NUMERIC_FP32;
         else if (strcmp(s, "bf16") == 0) *(int32_t *)dst = PRGE_NUMERIC_BF16;
+        else if (strcmp(s, "int8") == 0) *(int32_t *)dst = PRGE_NUMERIC_INT8;
         else return wrong_type(path, f->type, err, errlen);
         return 0;
     }

@@ -1142,6 +1142,11 @@ int main(int argc, char **argv) {
     EXPECT_OK(prge_model_load(model_path, &p, &m2));
     CHECK(m2 != NULL && m2 != m, "second handle");
     EXPECT_OK(prge_model_free(m2));
+    p.numeric_mode = PRGE_NUMERIC_INT8;
+    m2 = NULL;
+    EXPECT_OK(prge_model_load(model_path, &p, &m2));
+    CHECK(m2 != NULL, "int8 handle");
+    EXPECT_OK(prge_model_free(m2));
 
     test_bad_handle(NULL, "NULL");
     test_bad_handle((prge_model *)(uintptr_t)0xdead0, "not live");

@@ -3,7 +3,8 @@ import PRGEKernels
 /// How the linear layers multiply. fp32 is the reference; bf16 rounds activations and weights
 /// to bf16 and accumulates in fp32 (AVX512-BF16), used only where training is shown to learn as well.
 /// int8 quantizes activations to int8 per 32-element block for the Q4_0 / Q4_1 weights of calls
-/// with more than 24 rows (AVX512-VNNI; prge_kernels.h), and is bf16 everywhere else: opt-in only.
+/// with more than 24 rows (AVX512-VNNI; prge_kernels.h), and is bf16 everywhere else. Its
+/// rounding is coarser than bf16's and not smooth, so P-RGE needs a larger ε with it (Recipe).
 public enum NumericMode: String, Sendable, CaseIterable {
     case fp32, bf16, int8
     var kernelMode: Int32 {
@@ -14,10 +15,11 @@ public enum NumericMode: String, Sendable, CaseIterable {
         }
     }
 
-    /// bf16 where the CPU multiplies bf16 natively (AVX512-BF16), else fp32: emulated bf16 is
-    /// slower than fp32 and buys nothing. BENCHMARKS.md shows bf16 training learns as fp32 does.
+    /// The fastest mode that trains as well as fp32 (BENCHMARKS.md, with the recipe's ε): int8
+    /// where its VNNI kernel runs; else bf16 where the CPU's bf16 dot products outrun its fp32
+    /// FMAs (prge_matmul_bf16_pays: Zen 4 yes, Xeons that run vdpbf16ps at half rate no); else fp32.
     public static var fastest: NumericMode {
-        String(cString: prge_matmul_path()) == "avx512-bf16" ? .bf16 : .fp32
+        prge_matmul_int8() == 1 ? .int8 : prge_matmul_bf16_pays() == 1 ? .bf16 : .fp32
     }
 }
 

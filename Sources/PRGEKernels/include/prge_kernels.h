@@ -78,6 +78,10 @@ int prge_matmul_int8(void);
 // lane; 0 where the CPU lacks AVX512-BF16).
 double prge_bench_fma_peak_gflops(int threads);
 double prge_bench_bf16_peak_gflops(int threads);
+// 1 when bf16 products are worth it here: the AVX-512 BF16 path, and vdpbf16ps measured (once
+// per process, ~10 ms) at >= 1.25x the fp32 FMA rate in flops. Zen 4 runs vdpbf16ps at the FMA
+// instruction rate (2x the flops); some Xeons at half of it, where bf16 is slower than fp32.
+int prge_matmul_bf16_pays(void);
 
 // ---- lora.c: the LoRA-FA B term of all copies of a batch, one parallel region ----------------
 // Fills out[0, count) with elements start ..< start + count of the N(0, 1) stream of `query`

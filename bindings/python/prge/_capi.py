@@ -62,6 +62,7 @@ prge_trainer_p = c_void_p
 prge_numeric_mode = c_int32
 PRGE_NUMERIC_FP32 = 0
 PRGE_NUMERIC_BF16 = 1
+PRGE_NUMERIC_INT8 = 2
 
 
 class prge_model_params(Structure):

@@ -18,7 +18,7 @@ except ImportError:  # numpy is optional: logits are then lists of lists of floa
     numpy = None  # type: ignore[assignment]
 
 #: ``numeric_mode`` names and their ``PRGE_NUMERIC_*`` values.
-NUMERIC_MODES = {"fp32": _capi.PRGE_NUMERIC_FP32, "bf16": _capi.PRGE_NUMERIC_BF16}
+NUMERIC_MODES = {"fp32": _capi.PRGE_NUMERIC_FP32, "bf16": _capi.PRGE_NUMERIC_BF16, "int8": _capi.PRGE_NUMERIC_INT8}
 
 _INT32_MAX = 2**31 - 1
 

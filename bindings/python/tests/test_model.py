@@ -173,3 +173,15 @@ def test_numeric_mode_bf16_stays_close(model_path: Path, model: prge.Model) -> N
         logits = bf16.forward(ids)[0]
     assert int(logits.argmax()) == PARIS
     assert numpy.abs(logits - model.forward(ids)[0]).max() < 1.0
+
+
+def test_numeric_mode_int8_stays_close(model_path: Path, model: prge.Model) -> None:
+    # More than 24 tokens: shorter calls take the bf16 dot path, longer ones the int8 kernel.
+    ids = model.tokenize("Paris is a large city in the north of France, known for its museums, "
+                         "its cafes and the river Seine. " + PROMPT)
+    assert len(ids) > 24
+    with prge.Model(model_path, numeric_mode="int8", n_threads=1) as int8:
+        logits = int8.forward(ids)[0]
+    reference = model.forward(ids)[0]
+    assert int(logits.argmax()) == int(reference.argmax())
+    assert numpy.abs(logits - reference).max() < 1.0
