@@ -73,7 +73,7 @@ enum {
     PRGE_NUMERIC_FP32 = 0, /* fp32 activations and accumulation: the reference            */
     PRGE_NUMERIC_BF16 = 1, /* bf16 products, fp32 accumulation (AVX-512 BF16 CPUs)        */
     PRGE_NUMERIC_INT8 = 2  /* Q4 weights x activations quantized to int8 per 32 values,   */
-                           /* exact int32 block sums (AVX-512 VNNI); bf16 for the rest    */
+                           /* exact int32 block sums (AVX-512 VNNI); the rest bf16/fp32 */
 };
 
 typedef struct prge_model_params {

@@ -61,7 +61,7 @@ extension Bench {
         }
         // A peak measured while another job holds a core reads low; the better of two counts.
         let after = BenchMachine.peaks(threads: s.threads)
-        r.peaks = (max(r.peaks.fp32, after.fp32), max(r.peaks.bf16, after.bf16))
+        r.peaks = (max(r.peaks.fp32, after.fp32), max(r.peaks.bf16, after.bf16), max(r.peaks.int8, after.int8))
         r.loadAfter = BenchMachine.loadAverage()
         Common.out(s.json ? r.json.serialized + "\n" : r.table)
         return 0

@@ -32,9 +32,11 @@ enum BenchMachine {
     /// Kernel path of the matmul ("avx512-bf16" or "generic").
     static var matmulPath: String { String(cString: prge_matmul_path()) }
 
-    /// Measured fp32 FMA and bf16 dot peaks on `threads` threads, GFLOP/s (bf16 0 if unsupported).
-    static func peaks(threads: Int) -> (fp32: Double, bf16: Double) {
-        (prge_bench_fma_peak_gflops(Int32(threads)), prge_bench_bf16_peak_gflops(Int32(threads)))
+    /// Measured fp32 FMA, bf16 dot and int8 dot peaks on `threads` threads, GFLOP/s (GOP/s for
+    /// int8; 0 where the CPU lacks the instruction).
+    static func peaks(threads: Int) -> (fp32: Double, bf16: Double, int8: Double) {
+        (prge_bench_fma_peak_gflops(Int32(threads)), prge_bench_bf16_peak_gflops(Int32(threads)),
+         prge_bench_int8_peak_gops(Int32(threads)))
     }
 
     /// Runs this executable with `args` and returns the child's peak RSS in MiB (ru_maxrss of

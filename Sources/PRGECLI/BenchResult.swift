@@ -8,7 +8,7 @@ import PRGE
 struct BenchResult {
     let settings: BenchSettings
     var loadBefore = Double.nan, loadAfter = Double.nan
-    var peaks = (fp32: 0.0, bf16: 0.0)
+    var peaks = (fp32: 0.0, bf16: 0.0, int8: 0.0)
     var loadSeconds = 0.0
     var work: BenchWorkload?
     var config: LlamaConfig?
@@ -46,7 +46,7 @@ struct BenchResult {
             ("cpu", .string(BenchMachine.cpuModel())), ("threads", num(Double(s.threads))),
             ("matmul_path", .string(BenchMachine.matmulPath)),
             ("load_avg_before", num(loadBefore, 2)), ("load_avg_after", num(loadAfter, 2)),
-            ("fp32_peak_gflops", num(peaks.fp32, 1)), ("bf16_peak_gflops", num(peaks.bf16, 1)),
+            ("fp32_peak_gflops", num(peaks.fp32, 1)), ("bf16_peak_gflops", num(peaks.bf16, 1)), ("int8_peak_gops", num(peaks.int8, 1)),
             ("model", .string(s.model)), ("model_load_seconds", num(loadSeconds, 4)),
             ("mode", .string(s.mode.rawValue)), ("steps", num(Double(s.steps))), ("warmup", num(Double(s.warmup))),
             ("step_examples", num(Double(w.step.count))), ("step_queries", num(Double(BenchRuns.queries))),
@@ -63,6 +63,7 @@ struct BenchResult {
         o += [
             ("step_fraction_of_fp32_peak", num(std.total / t0 / 1e9 / peaks.fp32, 3)),
             ("step_fraction_of_bf16_peak", num(std.total / t0 / 1e9 / peaks.bf16, 3)),
+            ("step_fraction_of_int8_peak", num(std.total / t0 / 1e9 / peaks.int8, 3)),
             ("step_fp32_fraction_of_fp32_peak", num(std.total / t32 / 1e9 / peaks.fp32, 3)),
             ("fp32_over_default", num(t32 / t0, 3)),
             ("rge_over_prge", num(seconds("step_seconds_rge") / t0, 3)),

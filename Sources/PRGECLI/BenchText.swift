@@ -15,7 +15,7 @@ extension BenchResult {
         var rows: [[String]] = [
             ["machine", "\(v("cpu")), \(s.threads) threads, matmul \(v("matmul_path"))",
              "load avg \(v("load_avg_before")) before, \(v("load_avg_after")) after"],
-            ["peaks (measured now)", "fp32 FMA \(v("fp32_peak_gflops", 0)) GFLOP/s", "bf16 dot \(v("bf16_peak_gflops", 0)) GFLOP/s"],
+            ["peaks (measured now)", "fp32 FMA \(v("fp32_peak_gflops", 0)) GFLOP/s, bf16 dot \(v("bf16_peak_gflops", 0)) GFLOP/s", "int8 dot \(v("int8_peak_gops", 0)) GOP/s"],
             ["model load (mmap)", "\(v("model_load_seconds", 3)) s", s.model],
             [],
             ["P-RGE step q 4, b 4, r 16, alpha 32, all 7 proj.",
@@ -24,7 +24,7 @@ extension BenchResult {
         ]
         let names = ["step_seconds": "  \(m) (default)", "step_seconds_fp32": "  fp32 (reference)",
                      "step_seconds_rge": "  sequential RGE, \(m)", "step_seconds_top_half": "  P-RGE, top half of layers, \(m)"]
-        let notes = ["step_seconds": "\(v("step_fraction_of_fp32_peak", 3)) of fp32 peak, \(v("step_fraction_of_bf16_peak", 3)) of bf16 peak",
+        let notes = ["step_seconds": "\(v("step_fraction_of_fp32_peak", 3)) of fp32 peak, \(v("step_fraction_of_bf16_peak", 3)) of bf16, \(v("step_fraction_of_int8_peak", 3)) of int8",
                      "step_seconds_fp32": "\(v("fp32_over_default")) × default; \(v("step_fp32_fraction_of_fp32_peak", 3)) of fp32 peak",
                      "step_seconds_rge": "\(v("rge_over_prge")) × P-RGE",
                      "step_seconds_top_half": "P-RGE all layers / this = \(v("top_half_speedup"))"]

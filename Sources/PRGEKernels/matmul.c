@@ -190,6 +190,9 @@ static void mm_generic(prge_pool *pool, const mm_job *j) {
 }
 
 #if PRGE_X86
+// What int8 mode runs where its kernel does not: the faster of bf16 and fp32 on this CPU.
+static int mm_int8_rest(void) { return prge_matmul_bf16_pays() == 1 ? PRGE_MM_BF16 : PRGE_MM_F32; }
+
 // =============================================================================================
 // AVX-512 (F/BW/VL/DQ + BF16) path.
 // =============================================================================================
@@ -794,7 +797,7 @@ PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t 
         else rest[nr++] = outs[i];
     }
     if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
-    if (nr > 0) mm_avx512_panel(pool, PRGE_MM_BF16, X, ldx, rest, nr, M, K);
+    if (nr > 0) mm_avx512_panel(pool, mm_int8_rest(), X, ldx, rest, nr, M, K);
 }
 #endif  // PRGE_X86
 
@@ -835,7 +838,7 @@ static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
                    const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     int kind = mode & 0xff;
     const int fast = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
-    if (kind == PRGE_MM_INT8 && !(fast && prge_matmul_int8())) kind = PRGE_MM_BF16;
+    if (kind == PRGE_MM_INT8 && !(fast && prge_matmul_int8() && M > MM_SMALL_M)) kind = mm_int8_rest();
 #if PRGE_X86
     if (fast) {
         if (M <= MM_SMALL_M) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);
@@ -890,13 +893,25 @@ void prge_matmul(prge_pool *pool, int mode,
 // =============================================================================================
 typedef struct {
     int threads;
-    int bf16;
+    int kind;            // PRGE_MM_F32 (FMA), PRGE_MM_BF16 (vdpbf16ps) or PRGE_MM_INT8 (vpdpbusd)
     int64_t iters;
     _Atomic int arrived;
     double sink;
 } mm_peak_ctx;
 
 #if PRGE_X86
+// vpdpbusd: 64 u8×s8 products a zmm (128 ops, counted like flops). Only where VNNI exists.
+PRGE_AVX512_VNNI static double mm_peak_loop_vnni(int64_t iters) {
+    __m512i a[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_epi32(i);
+    const __m512i b = _mm512_set1_epi32(0x01020304), cc = _mm512_set1_epi32(0x05060708);
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) a[i] = _mm512_dpbusd_epi32(a[i], b, cc);
+    __m512i s = a[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_epi32(s, a[i]);
+    return (double)_mm512_reduce_add_epi32(s);
+}
+
 PRGE_AVX512 static double mm_peak_loop_avx512(int bf16, int64_t iters) {
     __m512 a[16];
     for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
@@ -936,7 +951,8 @@ static void mm_peak_task(void *vctx, int64_t task) {
     while (atomic_load(&c->arrived) < c->threads) { }
     double r;
 #if PRGE_X86
-    if (prge_cpu_avx512() == 1) r = mm_peak_loop_avx512(c->bf16, c->iters);
+    if (prge_cpu_avx512() == 1)
+        r = c->kind == PRGE_MM_INT8 ? mm_peak_loop_vnni(c->iters) : mm_peak_loop_avx512(c->kind == PRGE_MM_BF16, c->iters);
     else
 #endif
         r = mm_peak_loop_generic(c->iters);
@@ -950,19 +966,20 @@ static double mm_now(void) {
 }
 
 // iters: 16 zmm ops each (2,000,000: ~32M ops per thread, about 0.1 s).
-static double mm_peak(int threads, int bf16, int64_t iters) {
+static double mm_peak(int threads, int kind, int64_t iters) {
     if (threads < 1) threads = 1;
-    if (bf16 && prge_cpu_avx512() != 1) return 0.0;
+    if (kind == PRGE_MM_BF16 && prge_cpu_avx512() != 1) return 0.0;
+    if (kind == PRGE_MM_INT8 && prge_matmul_int8() != 1) return 0.0;
     prge_pool *pool = prge_pool_create(threads);
     if (!pool) return 0.0;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        mm_peak_ctx c = {threads, bf16, iters, 0, 0.0};
+        mm_peak_ctx c = {threads, kind, iters, 0, 0.0};
         const double t0 = mm_now();
         prge_pool_run(pool, mm_peak_task, &c, threads);
         const double dt = mm_now() - t0;
         double flops_per_iter;
-        if (prge_cpu_avx512() == 1) flops_per_iter = bf16 ? 16.0 * 16 * 4 : 16.0 * 16 * 2;
+        if (prge_cpu_avx512() == 1) flops_per_iter = 16.0 * 16 * (kind == PRGE_MM_INT8 ? 8 : kind == PRGE_MM_BF16 ? 4 : 2);
         else flops_per_iter = 16.0 * 8 * 2;
         const double g = (double)threads * (double)iters * flops_per_iter / dt * 1e-9;
         if (g > best) best = g;
@@ -971,15 +988,16 @@ static double mm_peak(int threads, int bf16, int64_t iters) {
     return best;
 }
 
-double prge_bench_fma_peak_gflops(int threads) { return mm_peak(threads, 0, 2000000); }
-double prge_bench_bf16_peak_gflops(int threads) { return mm_peak(threads, 1, 2000000); }
+double prge_bench_fma_peak_gflops(int threads) { return mm_peak(threads, PRGE_MM_F32, 2000000); }
+double prge_bench_bf16_peak_gflops(int threads) { return mm_peak(threads, PRGE_MM_BF16, 2000000); }
+double prge_bench_int8_peak_gops(int threads) { return mm_peak(threads, PRGE_MM_INT8, 2000000); }
 
 int prge_matmul_bf16_pays(void) {
     static atomic_int pays = -1;
     if (atomic_load_explicit(&pays, memory_order_relaxed) < 0) {
         // ~10 ms: one thread, 200k iterations each. The ratio is far from 1.25 on the CPUs
         // measured (Zen 4: 1.9; Xeon with AVX512-BF16 but no AMX: 0.6), so load does not flip it.
-        const int p = prge_cpu_avx512() == 1 && mm_peak(1, 1, 200000) >= 1.25 * mm_peak(1, 0, 200000);
+        const int p = prge_cpu_avx512() == 1 && mm_peak(1, PRGE_MM_BF16, 200000) >= 1.25 * mm_peak(1, PRGE_MM_F32, 200000);
         atomic_store_explicit(&pays, p, memory_order_relaxed);
     }
     return atomic_load_explicit(&pays, memory_order_relaxed);

@@ -15,7 +15,8 @@ import PRGEKernels
 ///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_b|·q_k + |m_b|)   (the fp32 part: Σ q_x·q_w is exact int32;
 ///                      per block one rounding each in d·dx, dx·Σq, and the chain of 2·K/32 fused adds;
 ///                      the reference's own w = fl(d·q + m) adds one more u)
-///                 Everywhere else int8 mode is bf16 mode, bit for bit; that is tested too.
+///                 Everywhere else int8 mode is bf16 mode where prge_matmul_bf16_pays(), else fp32
+///                 mode, bit for bit; that is tested too.
 /// Results are bit-identical for any thread count (each element is computed by one task in a fixed
 /// order); that is tested too.
 @Suite struct MatmulTests {
@@ -177,8 +178,10 @@ import PRGEKernels
     }
 
     static func isQ4(_ t: TypeInfo) -> Bool { t.name == "Q4_0" || t.name == "Q4_1" }
+    /// What int8 mode computes where its kernel does not run: bf16 where it pays here, else fp32.
+    static var int8Rest: Int32 { prge_matmul_bf16_pays() == 1 ? Int32(PRGE_MM_BF16) : Int32(PRGE_MM_F32) }
 
-    /// PRGE_MM_INT8 on one shape: within the int8 bound where its kernel runs, else bf16's bits;
+    /// PRGE_MM_INT8 on one shape: within the int8 bound where its kernel runs, else int8Rest's bits;
     /// bit-identical for 1, 2 and 3 threads either way.
     static func checkInt8(_ t: TypeInfo, w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, Yinit: [Float], ldy: Int,
                           ref: [Double], M: Int, N: Int, K: Int, pools: [OpaquePointer?]) {
@@ -193,9 +196,9 @@ import PRGEKernels
                 let Y = run(pools[1], mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit, ldy: ldy,
                             M: M, N: N, K: K, accumulate: accumulate)
                 if !kernel {
-                    let Yb = run(pools[1], mode: Int32(PRGE_MM_BF16) | g, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                    let Yb = run(pools[1], mode: int8Rest | g, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
                                  Y0: Yinit, ldy: ldy, M: M, N: N, K: K, accumulate: accumulate)
-                    #expect(Y.map(\.bitPattern) == Yb.map(\.bitPattern), "\(what) acc \(accumulate): not bf16's bits")
+                    #expect(Y.map(\.bitPattern) == Yb.map(\.bitPattern), "\(what) acc \(accumulate): not the bits of mode \(int8Rest)")
                     continue
                 }
                 var bad = 0, first = ""

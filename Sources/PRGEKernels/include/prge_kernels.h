@@ -46,7 +46,8 @@ void prge_pool_run(prge_pool *pool, prge_task_fn fn, void *ctx, int64_t n_tasks)
 //   an X row quantized to int8 (dx = max|x|/127, round to nearest, so |x − dx·q| ≤ dx/2), exact
 //   int32 dot products with W's 4-bit codes (vpdpbusd), scaled per block in fp32:
 //   y = Σ_blk dx·d·Σ q_x·q_w + m·dx·Σ q_x. Everything else (other W types, f32 products of a
-//   multi call, small M, the portable path, CPUs without VNNI) runs as PRGE_MM_BF16.
+//   multi call, small M, the portable path, CPUs without VNNI) runs as PRGE_MM_BF16 where
+//   prge_matmul_bf16_pays(), else as PRGE_MM_F32.
 enum { PRGE_MM_F32 = 0, PRGE_MM_BF16 = 1, PRGE_MM_INT8 = 2 };
 void prge_matmul(prge_pool *pool, int mode,
                  const float *X, int64_t ldx,
@@ -78,6 +79,8 @@ int prge_matmul_int8(void);
 // lane; 0 where the CPU lacks AVX512-BF16).
 double prge_bench_fma_peak_gflops(int threads);
 double prge_bench_bf16_peak_gflops(int threads);
+// And vpdpbusd's u8×s8 products (2 ops each, 128 a zmm instruction; 0 without the int8 kernel).
+double prge_bench_int8_peak_gops(int threads);
 // 1 when bf16 products are worth it here: the AVX-512 BF16 path, and vdpbf16ps measured (once
 // per process, ~10 ms) at >= 1.25x the fp32 FMA rate in flops. Zen 4 runs vdpbf16ps at the FMA
 // instruction rate (2x the flops); some Xeons at half of it, where bf16 is slower than fp32.
