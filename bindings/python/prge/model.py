@@ -98,7 +98,9 @@ class Model(Owner):
     Args:
         path: the ``.gguf`` file.
         n_threads: threads for forward passes (0: all online cores).
-        numeric_mode: ``"fp32"`` (the reference) or ``"bf16"`` (bf16 products, fp32 sums).
+        numeric_mode: ``"fp32"`` (the reference), ``"bf16"`` (bf16 products, fp32 sums) or
+            ``"int8"`` (activations quantized to int8 per 32 values against the Q4 weights;
+            what the training recipe uses where the CPU has AVX-512 VNNI).
     """
 
     def __init__(self, path: PathLike, *, n_threads: int = 0, numeric_mode: str = "fp32") -> None:
