@@ -1,7 +1,7 @@
 #!/bin/sh
 # Where the standard P-RGE step's time goes: perf samples (cpu-clock, call chains by frame
 # pointer) of `prge bench --only training`, grouped by operation by profile_breakdown.py.
-# Usage: benchmarks/profile_step.sh [fp32|bf16] [steps]   (env PRGE=prge executable, THREADS=2)
+# Usage: benchmarks/profile_step.sh [fp32|bf16|int8] [steps]   (env PRGE=prge executable, THREADS=2)
 # Needs perf (apt-get install linux-perf) and `swift demangle`.
 set -eu
 cd "$(dirname "$0")/.."
