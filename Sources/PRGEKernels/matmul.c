@@ -576,6 +576,19 @@ PRGE_AVX512 PRGE_INLINE void mm_col_masks(int64_t cols, __mmask16 *k0, __mmask16
     *k1 = prge_mask16(cols - 16);
 }
 
+// Sub-tile s of tile t for the X block at row m0: its output, its panel, its column masks.
+typedef struct { float *y; const uint32_t *pan; __mmask16 k0, k1; } mm_sub;
+
+PRGE_AVX512 PRGE_INLINE mm_sub mm_subtile(const mm_tile *t, int s, int64_t m0, const uint32_t *panel,
+                                       size_t sub_elems) {
+    const int64_t cn0 = t->n0 + s * NR;
+    mm_sub u;
+    mm_col_masks(t->w->N - cn0, &u.k0, &u.k1);
+    u.y = t->w->Y + m0 * t->w->ldy + cn0;
+    u.pan = panel + s * sub_elems;
+    return u;
+}
+
 PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const mm_tile t = mm_task_tile(c, task);
@@ -592,16 +605,12 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
         const int mrc = rows;
         const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
         for (int s = 0; s < t.nsub; s++) {
-            const int64_t cn0 = t.n0 + s * NR;
-            __mmask16 k0, k1;
-            mm_col_masks(w->N - cn0, &k0, &k1);
-            float *y = w->Y + m0 * w->ldy + cn0;
-            const uint32_t *pan = panel + s * sub_elems;
+            const mm_sub u = mm_subtile(&t, s, m0, panel, sub_elems);
             if (c->mode == PRGE_MM_F32) {
-#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
+#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
                 MM_UKR_CASES(F32CALL, 0)
             } else {
-#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, c->KP, y, w->ldy, rows, k0, k1, w->accumulate)
+#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
                 MM_UKR_CASES(BF16CALL, 0)
             }
         }
@@ -626,13 +635,9 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
         const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
         const float *xs = (const float *)(xpb + c->KP * MR8);
         for (int s = 0; s < t.nsub; s++) {
-            const int64_t cn0 = t.n0 + s * NR;
-            __mmask16 k0, k1;
-            mm_col_masks(w->N - cn0, &k0, &k1);
-            float *y = w->Y + m0 * w->ldy + cn0;
-            const uint32_t *pan = panel + s * sub_elems;
-            const float *ps = (const float *)(pan + c->KP * NR);
-#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, pan, ps, nblk, y, w->ldy, rows, k0, k1, w->accumulate)
+            const mm_sub u = mm_subtile(&t, s, m0, panel, sub_elems);
+            const float *ps = (const float *)(u.pan + c->KP * NR);
+#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
             switch (rows) {
             case 1: INT8CALL(1); break; case 2: INT8CALL(2); break; case 3: INT8CALL(3); break;
             case 4: INT8CALL(4); break; case 5: INT8CALL(5); break; default: INT8CALL(MR8); break;

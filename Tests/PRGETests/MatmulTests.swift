@@ -144,21 +144,8 @@ import PRGEKernels
                 for accumulate in [false, true] {
                     let Y = run(pool2, mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit,
                                 ldy: ldy, M: M, N: N, K: K, accumulate: accumulate)
-                    var bad = 0, first = ""
-                    for m in 0..<M {
-                        for n in 0..<N {
-                            let base = accumulate ? Double(Yinit[m * ldy + n]) : 0
-                            let want = base + ref[m * N + n]
-                            let tol = rel * mag[m * N + n] + 2 * u * abs(want) + 1e-30
-                            let got = Double(Y[m * ldy + n])
-                            if !(abs(got - want) <= tol) {
-                                if bad == 0 { first = "m \(m) n \(n): got \(got) want \(want) tol \(tol)" }
-                                bad += 1
-                            }
-                        }
-                        for n in N..<ldy where Y[m * ldy + n] != Yinit[m * ldy + n] {
-                            bad += 1; first = "padding written at m \(m) n \(n)"
-                        }
+                    let (bad, first) = outsideBound(Y, Yinit: Yinit, ldy: ldy, ref: ref, M: M, N: N, accumulate: accumulate) {
+                        rel * mag[$0] + 1e-30
                     }
                     #expect(bad == 0, "\(t) M\(M) N\(N) K\(K) mode \(mode) generic \(generic) acc \(accumulate): \(bad) bad, \(first)")
                 }
@@ -177,6 +164,28 @@ import PRGEKernels
                   pools: [pool1, pool2, pool3])
     }
 
+    /// Elements of Y ([M, ldy], N live columns) farther from (Yinit if accumulating) + ref than
+    /// bound(m·N + n) + 2u·|want| (the final fp32 rounding), plus padding columns written; and the first.
+    static func outsideBound(_ Y: [Float], Yinit: [Float], ldy: Int, ref: [Double], M: Int, N: Int, accumulate: Bool,
+                             bound: (Int) -> Double) -> (Int, String) {
+        let u = 1.0 / Double(1 << 24)
+        var bad = 0, first = ""
+        for m in 0..<M {
+            for n in 0..<N {
+                let want = (accumulate ? Double(Yinit[m * ldy + n]) : 0) + ref[m * N + n]
+                let got = Double(Y[m * ldy + n]), tol = bound(m * N + n) + 2 * u * abs(want)
+                if !(abs(got - want) <= tol) {
+                    if bad == 0 { first = "m \(m) n \(n): got \(got) want \(want) tol \(tol)" }
+                    bad += 1
+                }
+            }
+            for n in N..<ldy where Y[m * ldy + n] != Yinit[m * ldy + n] {
+                bad += 1; first = "padding written at m \(m) n \(n)"
+            }
+        }
+        return (bad, first)
+    }
+
     static func isQ4(_ t: TypeInfo) -> Bool { t.name == "Q4_0" || t.name == "Q4_1" }
     /// What int8 mode computes where its kernel does not run: bf16 where it pays here, else fp32.
     static var int8Rest: Int32 { prge_matmul_bf16_pays() == 1 ? Int32(PRGE_MM_BF16) : Int32(PRGE_MM_F32) }
@@ -185,7 +194,6 @@ import PRGEKernels
     /// bit-identical for 1, 2 and 3 threads either way.
     static func checkInt8(_ t: TypeInfo, w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, Yinit: [Float], ldy: Int,
                           ref: [Double], M: Int, N: Int, K: Int, pools: [OpaquePointer?]) {
-        let u = 1.0 / Double(1 << 24)
         let tol = isQ4(t) ? int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K) : []
         for generic in [false, true] {
             let g = generic ? Int32(PRGE_MM_GENERIC) : 0
@@ -201,20 +209,7 @@ import PRGEKernels
                     #expect(Y.map(\.bitPattern) == Yb.map(\.bitPattern), "\(what) acc \(accumulate): not the bits of mode \(int8Rest)")
                     continue
                 }
-                var bad = 0, first = ""
-                for m in 0..<M {
-                    for n in 0..<N {
-                        let want = (accumulate ? Double(Yinit[m * ldy + n]) : 0) + ref[m * N + n]
-                        let got = Double(Y[m * ldy + n]), e = tol[m * N + n] + 2 * u * abs(want)
-                        if !(abs(got - want) <= e) {
-                            if bad == 0 { first = "m \(m) n \(n): got \(got) want \(want) tol \(e)" }
-                            bad += 1
-                        }
-                    }
-                    for n in N..<ldy where Y[m * ldy + n] != Yinit[m * ldy + n] {
-                        bad += 1; first = "padding written at m \(m) n \(n)"
-                    }
-                }
+                let (bad, first) = outsideBound(Y, Yinit: Yinit, ldy: ldy, ref: ref, M: M, N: N, accumulate: accumulate) { tol[$0] }
                 #expect(bad == 0, "\(what) acc \(accumulate): \(bad) bad, \(first)")
             }
             let ys = pools.map { run($0, mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit, ldy: ldy,
