@@ -1,6 +1,7 @@
 import Testing
 import Dispatch
 @testable import PRGE
+import PRGEKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -82,6 +83,20 @@ import Glibc
         }
         others.append(.loraInit(seed: Self.key.seed, tensor: Self.key.tensor))
         for k in others { #expect(Self.fill(1000, k) != a, "\(k) repeats the stream of \(Self.key)") }
+    }
+
+    /// rng.c's AVX-512 path (two batches per zmm) and its portable path give the same bits,
+    /// for both kinds, at batch boundaries, odd offsets and where the block index crosses 2^32
+    /// (element 2^34: block 2^32) inside a 16-block vector.
+    @Test func simdAndPortablePathsAgree() {
+        for start in [0, 5, 31, 64, 1 << 35 | 3, (1 << 34) - 40] {
+            for kind in [PRGE_RNG_NORMAL, PRGE_RNG_UNIFORM] {
+                var a = [Float](repeating: .nan, count: 777), b = a
+                a.withUnsafeMutableBufferPointer { rngFill(Int32(kind), $0, Self.key, start, -0.3, 0.7) }
+                b.withUnsafeMutableBufferPointer { rngFill(Int32(kind), $0, Self.key, start, -0.3, 0.7, mode: Int32(PRGE_MM_GENERIC)) }
+                #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "start \(start), kind \(kind)")
+            }
+        }
     }
 
     @Test func rangeSplitDoesNotMatter() {

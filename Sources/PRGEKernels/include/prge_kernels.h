@@ -86,6 +86,14 @@ double prge_bench_int8_peak_gops(int threads);
 // instruction rate (2x the flops); some Xeons at half of it, where bf16 is slower than fp32.
 int prge_matmul_bf16_pays(void);
 
+// ---- rng.c: the counter-based generator's bulk (layout and formulas: CounterRNG.swift) -----
+// out[0, count) = elements start ..< start + count of the stream whose words are
+// stream = (k0, k1, s2, s3): N(0, 1) normals, or uniforms lo + (hi − lo)·u. The same bits on
+// every path; mode: 0, or PRGE_MM_GENERIC for the portable C path.
+enum { PRGE_RNG_NORMAL = 0, PRGE_RNG_UNIFORM = 1 };
+void prge_rng_fill(int mode, int kind, const uint32_t stream[4], int64_t start, int64_t count, float lo, float hi,
+                   float *out);
+
 // ---- lora.c: the LoRA-FA B term of all copies of a batch, one parallel region ----------------
 // Fills out[0, count) with elements start ..< start + count of the N(0, 1) stream of `query`
 // (the caller's ctx fixes the rest of the key). Called from the pool's threads.
