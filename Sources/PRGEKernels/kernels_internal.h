@@ -45,4 +45,13 @@ int prge_cpu_avx512(void);
 
 // Per-thread scratch of at least `bytes` (64-byte aligned), grown on demand and kept for the
 // thread's life. Slot 0: buffers of a kernel's caller, outside its tasks. Slots 1, 2: per-task.
+// Slot 3: the LoRA terms' copy orders of a call (caller side).
 void *prge_scratch(int slot, size_t bytes);
+
+// lora.c, for prge_matmul_multi: the copies of term t in drawing order ([t->copies]), and the
+// term added to columns [n0, n1) of rows [row0, row1) of Y (a tile's part of the work of
+// prge_lora_b; it uses scratch slot 1).
+struct prge_lora_term;
+void prge_lora_order(const struct prge_lora_term *t, int32_t *order);
+void prge_lora_tile(const struct prge_lora_term *t, const int32_t *order, int avx512, float *Y, int64_t ldy,
+                    int64_t n0, int64_t n1, int64_t row0, int64_t row1);

@@ -15,16 +15,11 @@
 
 enum { LB_NC = 32 };   // output columns per task: two zmm of fp32
 
+// One call's term, its copies in drawing order, and where it adds: Y [copies·T, N], stride ldy.
 typedef struct {
-    const float *H; int64_t ldh;
-    const float *B;
-    int64_t N, r, T, copies;
-    const int32_t *query;
-    const float *e;
+    const prge_lora_term *t;
     const int32_t *order;          // copies grouped by query, e = 0 first: each z drawn once
-    prge_normal_fn normal; void *normal_ctx;
-    float s;
-    float *Y; int64_t ldy;
+    float *Y; int64_t ldy, N;
     int avx512;
 } lb_ctx;
 
@@ -40,13 +35,14 @@ static void lb_panel_generic(const float *bT, const float *zT, float e, int64_t 
 }
 
 static void lb_rows_generic(const lb_ctx *c, const float *pan, int64_t m0, int64_t m1, int64_t n0, int64_t nc) {
+    const prge_lora_term *t = c->t;
     for (int64_t m = m0; m < m1; m++) {
-        const float *h = c->H + m * c->ldh;
+        const float *h = t->H + m * t->ldh;
         float *y = c->Y + m * c->ldy + n0;
         for (int64_t i = 0; i < nc; i++) {
             float acc = 0.0f;
-            for (int64_t j = 0; j < c->r; j++) acc += h[j] * pan[j * LB_NC + i];
-            y[i] += c->s * acc;
+            for (int64_t j = 0; j < t->r; j++) acc += h[j] * pan[j * LB_NC + i];
+            y[i] += t->s * acc;
         }
     }
 }
@@ -79,16 +75,17 @@ PRGE_AVX512 PRGE_INLINE void lb_ukr(const int R, const lb_ctx *c, const float *p
     // next call's rows now, so that they are in L1 when its FMA chains are done (a prefetch
     // past the end of Y is harmless: prefetches never fault).
     lb_prefetch_y(c, m0 + LB_MR, n0);
-    const float *h = c->H + m0 * c->ldh;
-    for (int64_t j = 0; j < c->r; j++) {
+    const int64_t ldh = c->t->ldh;
+    const float *h = c->t->H + m0 * ldh;
+    for (int64_t j = 0; j < c->t->r; j++) {
         const __m512 p0 = _mm512_load_ps(pan + j * LB_NC), p1 = _mm512_load_ps(pan + j * LB_NC + 16);
         for (int i = 0; i < R; i++) {
-            const __m512 a = _mm512_set1_ps(h[i * c->ldh + j]);
+            const __m512 a = _mm512_set1_ps(h[i * ldh + j]);
             acc[i][0] = _mm512_fmadd_ps(a, p0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(a, p1, acc[i][1]);
         }
     }
-    const __m512 s = _mm512_set1_ps(c->s);
+    const __m512 s = _mm512_set1_ps(c->t->s);
     for (int i = 0; i < R; i++) {
         float *y = c->Y + (m0 + i) * c->ldy + n0;
         _mm512_mask_storeu_ps(y, k0, _mm512_fmadd_ps(s, acc[i][0], _mm512_maskz_loadu_ps(k0, y)));
@@ -119,24 +116,25 @@ PRGE_AVX512 static void lb_rows_avx512(const lb_ctx *c, const float *pan, int64_
 }
 #endif
 
-// ---- one task: columns [n0, n0 + nc) of every copy ---------------------------------------------
-static void lb_task(void *vctx, int64_t task) {
-    const lb_ctx *c = (const lb_ctx *)vctx;
-    const int64_t r = c->r, n0 = task * LB_NC;
-    const int64_t nc = c->N - n0 < LB_NC ? c->N - n0 : LB_NC;
+// ---- columns [n0, n0 + nc), nc <= 32, of rows [row0, row1) of every copy ----------------------
+static void lb_columns(const lb_ctx *c, int64_t n0, int64_t nc, int64_t row0, int64_t row1) {
+    const prge_lora_term *t = c->t;
+    const int64_t r = t->r;
     const size_t panel = (size_t)(r * LB_NC);
     float *bT = (float *)prge_scratch(1, (3 * panel + (size_t)(nc * r)) * sizeof(float));
     float *zT = bT + panel, *pan = zT + panel, *z = pan + panel;   // z: [nc, r] as drawn
-    lb_transpose(c->B + n0 * r, r, nc, bT);
+    lb_transpose(t->B + n0 * r, r, nc, bT);
     int32_t drawn = -1;   // query whose z is in zT
-    for (int64_t k = 0; k < c->copies; k++) {
+    for (int64_t k = 0; k < t->copies; k++) {
         const int64_t cp = c->order[k];
-        const float e = c->e[cp];
+        const int64_t m0 = cp * t->T > row0 ? cp * t->T : row0, m1 = (cp + 1) * t->T < row1 ? (cp + 1) * t->T : row1;
+        if (m0 >= m1) continue;
+        const float e = t->e[cp];
         const float *p = bT;   // e = 0: B itself
         if (e != 0.0f) {
-            if (c->query[cp] != drawn) {
-                drawn = c->query[cp];
-                c->normal(c->normal_ctx, drawn, n0 * r, nc * r, z);   // B's row-major element order
+            if (t->query[cp] != drawn) {
+                drawn = t->query[cp];
+                t->normal(t->normal_ctx, drawn, n0 * r, nc * r, z);   // B's row-major element order
                 lb_transpose(z, r, nc, zT);
             }
 #if PRGE_X86
@@ -146,7 +144,6 @@ static void lb_task(void *vctx, int64_t task) {
                 lb_panel_generic(bT, zT, e, r, pan);
             p = pan;
         }
-        const int64_t m0 = cp * c->T, m1 = m0 + c->T;
 #if PRGE_X86
         if (c->avx512) { lb_rows_avx512(c, p, m0, m1, n0, nc); continue; }
 #endif
@@ -155,27 +152,35 @@ static void lb_task(void *vctx, int64_t task) {
 }
 
 // Copy indices grouped by (e ≠ 0, query), ties by index: [copies]
-static void lb_order(const int32_t *query, const float *e, int64_t copies, int32_t *order) {
-    for (int64_t k = 0; k < copies; k++) {   // insertion sort: copies are few (2q)
-        const int64_t key = e[k] == 0.0f ? -1 : query[k];
+void prge_lora_order(const prge_lora_term *t, int32_t *order) {
+    for (int64_t k = 0; k < t->copies; k++) {   // insertion sort: copies are few (2q)
+        const int64_t key = t->e[k] == 0.0f ? -1 : t->query[k];
         int64_t i = k;
         for (; i > 0; i--) {
             const int32_t o = order[i - 1];
-            if ((e[o] == 0.0f ? -1 : query[o]) <= key) break;
+            if ((t->e[o] == 0.0f ? -1 : t->query[o]) <= key) break;
             order[i] = o;
         }
         order[i] = (int32_t)k;
     }
 }
 
-void prge_lora_b(prge_pool *pool, int mode, const float *H, int64_t ldh, const float *B,
-                 int64_t N, int64_t r, int64_t T, int64_t copies, const int32_t *query,
-                 const float *e, prge_normal_fn normal, void *normal_ctx, float s,
-                 float *Y, int64_t ldy) {
-    if (N <= 0 || r <= 0 || T <= 0 || copies <= 0) return;
-    int32_t *order = (int32_t *)prge_scratch(0, (size_t)copies * sizeof(int32_t));
-    lb_order(query, e, copies, order);
-    lb_ctx c = {H, ldh, B, N, r, T, copies, query, e, order, normal, normal_ctx, s, Y, ldy,
-                (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
-    prge_pool_run(pool, lb_task, &c, (N + LB_NC - 1) / LB_NC);
+void prge_lora_tile(const prge_lora_term *t, const int32_t *order, int avx512, float *Y, int64_t ldy,
+                    int64_t n0, int64_t n1, int64_t row0, int64_t row1) {
+    const lb_ctx c = {t, order, Y, ldy, n1, avx512};
+    for (int64_t n = n0; n < n1; n += LB_NC) lb_columns(&c, n, n1 - n < LB_NC ? n1 - n : LB_NC, row0, row1);
+}
+
+static void lb_task(void *vctx, int64_t task) {
+    const lb_ctx *c = (const lb_ctx *)vctx;
+    const int64_t n0 = task * LB_NC;
+    lb_columns(c, n0, c->N - n0 < LB_NC ? c->N - n0 : LB_NC, 0, c->t->copies * c->t->T);
+}
+
+void prge_lora_b(prge_pool *pool, int mode, const prge_lora_term *t, float *Y, int64_t ldy, int64_t N) {
+    if (N <= 0 || t->r <= 0 || t->T <= 0 || t->copies <= 0) return;
+    int32_t *order = (int32_t *)prge_scratch(3, (size_t)t->copies * sizeof(int32_t));
+    prge_lora_order(t, order);
+    const lb_ctx c = {t, order, Y, ldy, N, (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
+    prge_pool_run(pool, lb_task, (void *)&c, (N + LB_NC - 1) / LB_NC);
 }

@@ -108,12 +108,12 @@ static int mm_decode_row(uint32_t type, const void *src, float *dst, int64_t K) 
 // Per-thread scratch (kernels_internal.h), one allocation per slot, freed when the thread exits
 // (a pthread key destructor: host threads come and go). prge_matmul's slot 0 is its packed X.
 typedef struct { void *p; size_t n; } mm_buf;
-static _Thread_local mm_buf mm_tls[3];
+static _Thread_local mm_buf mm_tls[4];
 static pthread_key_t mm_tls_key;
 static pthread_once_t mm_tls_once = PTHREAD_ONCE_INIT;
 static void mm_tls_free(void *v) {
     mm_buf *b = (mm_buf *)v;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         free(b[i].p);
         b[i].p = NULL;
         b[i].n = 0;
@@ -272,6 +272,7 @@ typedef struct {
     float *Y; int64_t ldy;
     int64_t N;
     int accumulate;
+    const prge_lora_term *lora; const int32_t *order;   // the LoRA term each tile adds, or NULL
     int64_t first_task, n_tiles, m_chunks, mb_per_chunk;
 } mm_part;
 
@@ -570,6 +571,15 @@ static mm_tile mm_task_tile(const mm_ctx *c, int64_t task) {
     return t;
 }
 
+// After a tile's product: its part of the product's LoRA term, while its rows of Y are in cache.
+PRGE_AVX512 PRGE_INLINE void mm_tile_lora(const mm_ctx *c, const mm_tile *t) {
+    const mm_part *w = t->w;
+    if (!w->lora) return;
+    const int64_t n1 = w->N - t->n0 < NC ? w->N : t->n0 + NC;
+    const int64_t r1 = t->mb1 * c->mr < c->M ? t->mb1 * c->mr : c->M;
+    prge_lora_tile(w->lora, w->order, 1, w->Y, w->ldy, t->n0, n1, t->mb0 * c->mr, r1);
+}
+
 // Store masks of the two 16-column halves of a 32-column sub-tile with `cols` live columns.
 PRGE_AVX512 PRGE_INLINE void mm_col_masks(int64_t cols, __mmask16 *k0, __mmask16 *k1) {
     *k0 = prge_mask16(cols);
@@ -615,6 +625,7 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
             }
         }
     }
+    mm_tile_lora(c, &t);
 }
 
 // The int8 kernel's tasks: as mm_panel_task, on Q4 panels and MR8-row int8 X blocks.
@@ -644,6 +655,7 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
             }
         }
     }
+    mm_tile_lora(c, &t);
 }
 
 // ---- small-M "dot" path ----
@@ -742,7 +754,42 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
     }
 }
 
-// The panel path for up to MM_MAX_PARTS products: X packed once, one region for all tiles.
+// The tiles of products outs[0, n_outs) over c's packed X, in one parallel region.
+static void mm_panel_region(prge_pool *pool, mm_ctx *c, const prge_mm_out *outs, const int32_t *const *orders,
+                            int n_outs) {
+    const int threads = prge_pool_threads(pool);
+    int64_t tiles = 0;
+    for (int i = 0; i < n_outs; i++) tiles += (outs[i].N + NC - 1) / NC;
+    // Split M as well when there are few column tiles in all; keep >= 112 rows (8 blocks of MR)
+    // per chunk so the panel packing stays amortized.
+    const int64_t min_blocks = (8 * MR + c->mr - 1) / c->mr;
+#ifdef MM_TUNE
+    int64_t want = getenv("MM_WANT") ? atoi(getenv("MM_WANT")) : 6 * threads;
+#else
+    int64_t want = 6 * threads;
+#endif
+    int64_t tasks = 0;
+    for (int i = 0; i < n_outs; i++) {
+        const prge_mm_out *o = &outs[i];
+        mm_part *w = &c->part[i];
+        w->W = (const uint8_t *)o->W; w->wtype = o->wtype; w->wrb = o->w_row_bytes;
+        w->Y = o->Y; w->ldy = o->ldy; w->N = o->N; w->accumulate = o->accumulate;
+        w->lora = o->lora; w->order = orders[i];
+        w->n_tiles = (o->N + NC - 1) / NC;
+        int64_t m_chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+        const int64_t max_chunks = c->mblocks / min_blocks > 0 ? c->mblocks / min_blocks : 1;
+        if (m_chunks > max_chunks) m_chunks = max_chunks;
+        w->mb_per_chunk = (c->mblocks + m_chunks - 1) / m_chunks;
+        w->m_chunks = (c->mblocks + w->mb_per_chunk - 1) / w->mb_per_chunk;
+        w->first_task = tasks;
+        tasks += w->n_tiles * w->m_chunks;
+    }
+    c->n_parts = n_outs;
+    prge_pool_run(pool, c->mode == PRGE_MM_INT8 ? mm_panel_task_int8 : mm_panel_task, c, tasks);
+}
+
+// The panel path for up to MM_MAX_PARTS products: X packed once; one region for the tiles of
+// the products without a LoRA term, then one for those with one (whose H those may compute).
 // mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is Q4_0 / Q4_1).
 PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *X, int64_t ldx,
                                         const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
@@ -760,39 +807,30 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *
     c.xp = prge_scratch(0, (size_t)(c.mblocks * c.xstride) * 4);
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
     prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
-    int64_t tiles = 0;
-    for (int i = 0; i < n_outs; i++) tiles += (outs[i].N + NC - 1) / NC;
-    // Split M as well when there are few column tiles in all; keep >= 112 rows (8 blocks of MR)
-    // per chunk so the panel packing stays amortized.
-    const int64_t min_blocks = (8 * MR + c.mr - 1) / c.mr;
-#ifdef MM_TUNE
-    int64_t want = getenv("MM_WANT") ? atoi(getenv("MM_WANT")) : 6 * threads;
-#else
-    int64_t want = 6 * threads;
-#endif
-    int64_t tasks = 0;
+
+    prge_mm_out plain[MM_MAX_PARTS], with[MM_MAX_PARTS];
+    const int32_t *no_order[MM_MAX_PARTS] = {0}, *order[MM_MAX_PARTS];
+    int np = 0, nw = 0;
+    int64_t n_order = 0;
+    for (int i = 0; i < n_outs; i++)
+        if (outs[i].lora) n_order += outs[i].lora->copies;
+    int32_t *orders = n_order ? (int32_t *)prge_scratch(3, (size_t)n_order * sizeof(int32_t)) : NULL;
     for (int i = 0; i < n_outs; i++) {
-        const prge_mm_out *o = &outs[i];
-        mm_part *w = &c.part[i];
-        w->W = (const uint8_t *)o->W; w->wtype = o->wtype; w->wrb = o->w_row_bytes;
-        w->Y = o->Y; w->ldy = o->ldy; w->N = o->N; w->accumulate = o->accumulate;
-        w->n_tiles = (o->N + NC - 1) / NC;
-        int64_t m_chunks = tiles >= want ? 1 : (want + tiles - 1) / tiles;
-        const int64_t max_chunks = c.mblocks / min_blocks > 0 ? c.mblocks / min_blocks : 1;
-        if (m_chunks > max_chunks) m_chunks = max_chunks;
-        w->mb_per_chunk = (c.mblocks + m_chunks - 1) / m_chunks;
-        w->m_chunks = (c.mblocks + w->mb_per_chunk - 1) / w->mb_per_chunk;
-        w->first_task = tasks;
-        tasks += w->n_tiles * w->m_chunks;
+        if (!outs[i].lora) { plain[np++] = outs[i]; continue; }
+        prge_lora_order(outs[i].lora, orders);
+        order[nw] = orders;
+        orders += outs[i].lora->copies;
+        with[nw++] = outs[i];
     }
-    c.n_parts = n_outs;
-    prge_pool_run(pool, int8 ? mm_panel_task_int8 : mm_panel_task, &c, tasks);
+    if (np > 0) mm_panel_region(pool, &c, plain, no_order, np);
+    if (nw > 0) mm_panel_region(pool, &c, with, order, nw);
 }
 
 static int mm_q4(uint32_t type) { return type == PRGE_T_Q4_0 || type == PRGE_T_Q4_1; }
 
 // int8 mode on the panel path: the Q4 products on the int8 kernel, the others (f32 LoRA A
-// stacks in a base matmul's call, ...) on bf16, each group with its own packed X.
+// stacks in a base matmul's call, ...) as mm_int8_rest(), each group with its own packed X; the
+// others first, as they hold the H of the Q4 products' LoRA terms.
 PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t ldx,
                                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     prge_mm_out q4[MM_MAX_PARTS], rest[MM_MAX_PARTS];
@@ -801,8 +839,8 @@ PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t 
         if (mm_q4(outs[i].wtype)) q4[nq++] = outs[i];
         else rest[nr++] = outs[i];
     }
-    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
     if (nr > 0) mm_avx512_panel(pool, mm_int8_rest(), X, ldx, rest, nr, M, K);
+    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
 }
 #endif  // PRGE_X86
 
@@ -845,19 +883,22 @@ static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
     const int fast = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
     if (kind == PRGE_MM_INT8 && !(fast && prge_matmul_int8() && M > MM_SMALL_M)) kind = mm_int8_rest();
 #if PRGE_X86
-    if (fast) {
-        if (M <= MM_SMALL_M) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);
-        else if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K);
+    if (fast && M > MM_SMALL_M) {   // the panel paths add the LoRA terms inside their tiles
+        if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K);
         else mm_avx512_panel(pool, kind, X, ldx, outs, n_outs, M, K);
         return;
     }
+    if (fast) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);
+    else
 #endif
-    for (int i = 0; i < n_outs; i++) {
-        const prge_mm_out *o = &outs[i];
-        mm_job j = {kind, X, ldx, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy,
-                    M, o->N, K, o->accumulate};
-        mm_generic(pool, &j);
-    }
+        for (int i = 0; i < n_outs; i++) {
+            const prge_mm_out *o = &outs[i];
+            mm_job j = {kind, X, ldx, (const uint8_t *)o->W, o->wtype, o->w_row_bytes, o->Y, o->ldy,
+                        M, o->N, K, o->accumulate};
+            mm_generic(pool, &j);
+        }
+    for (int i = 0; i < n_outs; i++)
+        if (outs[i].lora) prge_lora_b(pool, mode & PRGE_MM_GENERIC, outs[i].lora, outs[i].Y, outs[i].ldy, outs[i].N);
 }
 
 const char *prge_matmul_path(void) { return prge_cpu_avx512() == 1 ? "avx512-bf16" : "generic"; }
@@ -867,18 +908,23 @@ void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
     if (M <= 0) return;
     prge_mm_out live[MM_MAX_PARTS];   // the products with columns, in groups of MM_MAX_PARTS
     int n = 0;
-    for (int i = 0; i < n_outs; i++) {
-        const prge_mm_out *o = &outs[i];
-        if (o->N <= 0) continue;
-        if (K <= 0) {
-            if (!o->accumulate)
-                for (int64_t m = 0; m < M; m++) memset(o->Y + m * o->ldy, 0, (size_t)o->N * sizeof(float));
-            continue;
-        }
-        live[n++] = *o;
-        if (n == MM_MAX_PARTS) {
-            mm_run(pool, mode, X, ldx, live, n, M, K);
-            n = 0;
+    // Pass 0: the products without a LoRA term, pass 1: those with one (their H may be an
+    // output of pass 0). A group can hold both: mm_run keeps the order inside it.
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n_outs; i++) {
+            const prge_mm_out *o = &outs[i];
+            if (o->N <= 0 || (o->lora != NULL) != pass) continue;
+            if (K <= 0) {
+                if (!o->accumulate)
+                    for (int64_t m = 0; m < M; m++) memset(o->Y + m * o->ldy, 0, (size_t)o->N * sizeof(float));
+                if (o->lora) prge_lora_b(pool, mode & PRGE_MM_GENERIC, o->lora, o->Y, o->ldy, o->N);
+                continue;
+            }
+            live[n++] = *o;
+            if (n == MM_MAX_PARTS) {
+                mm_run(pool, mode, X, ldx, live, n, M, K);
+                n = 0;
+            }
         }
     }
     if (n > 0) mm_run(pool, mode, X, ldx, live, n, M, K);
@@ -889,7 +935,7 @@ void prge_matmul(prge_pool *pool, int mode,
                  const void *W, uint32_t wtype, int64_t w_row_bytes,
                  float *Y, int64_t ldy,
                  int64_t M, int64_t N, int64_t K, int accumulate) {
-    const prge_mm_out o = {W, wtype, w_row_bytes, Y, ldy, N, accumulate};
+    const prge_mm_out o = {W, wtype, w_row_bytes, Y, ldy, N, accumulate, NULL};
     prge_matmul_multi(pool, mode, X, ldx, &o, 1, M, K);
 }
 

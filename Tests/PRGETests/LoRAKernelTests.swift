@@ -40,10 +40,27 @@ import PRGEKernels
             var y = Array(Y0[(cs.lowerBound * T * ldy)..<(cs.upperBound * T * ldy)])
             let h = Array(H[(cs.lowerBound * T * ldh)..<(cs.upperBound * T * ldh)])
             let q = Array(query[cs]), ee = Array(e[cs])
-            var streams = Streams(seed: 5, step: 9, tensor: 3)
-            prge_lora_b(pool, mode, h, Int64(ldh), B, Int64(N), Int64(r), Int64(T), Int64(cs.count), q, ee,
-                        LoRAKernelTests.normal, &streams, s, &y, Int64(ldy))
+            withTerm(h, q, ee) { t in prge_lora_b(pool, mode, t, &y, Int64(ldy), Int64(N)) }
             return y
+        }
+
+        /// The kernels' description of this case's term over H rows `h` and copies (q, e).
+        func withTerm(_ h: [Float], _ q: [Int32], _ e: [Float], _ body: (UnsafePointer<prge_lora_term>) -> Void) {
+            var streams = Streams(seed: 5, step: 9, tensor: 3)
+            h.withUnsafeBufferPointer { hp in
+                B.withUnsafeBufferPointer { bp in
+                    q.withUnsafeBufferPointer { qp in
+                        e.withUnsafeBufferPointer { ep in
+                            withUnsafeMutablePointer(to: &streams) { sp in
+                                var t = prge_lora_term(H: hp.baseAddress, ldh: Int64(ldh), B: bp.baseAddress, r: Int64(r), T: Int64(T),
+                                                       copies: Int64(q.count), query: qp.baseAddress, e: ep.baseAddress,
+                                                       normal: LoRAKernelTests.normal, normal_ctx: UnsafeMutableRawPointer(sp), s: s)
+                                body(&t)
+                            }
+                        }
+                    }
+                }
+            }
         }
 
         func z(_ query: Int32) -> [Float] {
@@ -110,6 +127,66 @@ import PRGEKernels
                 let alone = c.run(pools[1], mode: mode, copies: k..<(k + 1))
                 let inside = Array(y[(k * T * c.ldy)..<((k + 1) * T * c.ldy)])
                 #expect(alone.map(\.bitPattern) == inside.map(\.bitPattern), "mode \(mode): copy \(k) alone differs")
+            }
+        }
+    }
+
+    /// A LoRA term riding on prge_matmul_multi (added inside the base product's tiles) gives the
+    /// bits of the product followed by prge_lora_b, on every path: the panel path in each mode
+    /// (M split into chunks or not), the small-M dot path and the portable one, with and without
+    /// accumulate, and with the term's H computed by the same call (the stacked x·Aᵀ).
+    @Test(arguments: [(M: 16, copies: 2), (M: 60, copies: 4), (M: 872, copies: 8)])
+    func termInsideMatmulMatchesSeparateCall(_ shape: (M: Int, copies: Int)) {
+        let q41 = MatmulTests.types.first { $0.name == "Q4_1" }!, f32 = MatmulTests.types.first { $0.name == "F32" }!
+        let (M, copies) = shape, T = M / copies, N = 200, K = 64, r = 16
+        var rng = MatmulTests.RNG(s: UInt64(M) | 1)
+        let X = (0..<(M * K)).map { _ in rng.float() }
+        let (w, rowBytes) = MatmulTests.randomW(q41, N: N, K: K, rng: &rng)
+        let (a, aRowBytes) = MatmulTests.randomW(f32, N: r, K: K, rng: &rng)
+        let q = (0..<copies).map { Int32($0 % max(copies / 2, 1)) }, e = (0..<copies).map { $0 < copies / 2 ? Float(0.05) : -0.05 }
+        let c = Case(N: N, r: r, T: T, query: q, e: e, seed: 7)
+        let pool = prge_pool_create(2)
+        defer { prge_pool_free(pool) }
+        for mode in [PRGE_MM_F32, PRGE_MM_BF16, PRGE_MM_INT8, PRGE_MM_F32 | PRGE_MM_GENERIC].map(Int32.init) {
+            for accumulate in [false, true] {
+                var H = [Float](repeating: 0, count: M * r), fused = Array(c.Y0[..<(M * c.ldy)]), apart = fused
+                var Hb = H
+                X.withUnsafeBufferPointer { xp in
+                    w.withUnsafeBytes { wp in
+                        a.withUnsafeBytes { ap in
+                            // Separate: x·Aᵀ, then the base product, then prge_lora_b.
+                            prge_matmul(pool, mode, xp.baseAddress, Int64(K), ap.baseAddress, f32.type, Int64(aRowBytes),
+                                        &Hb, Int64(r), Int64(M), Int64(r), Int64(K), 0)
+                            prge_matmul(pool, mode, xp.baseAddress, Int64(K), wp.baseAddress, q41.type, Int64(rowBytes),
+                                        &apart, Int64(c.ldy), Int64(M), Int64(N), Int64(K), accumulate ? 1 : 0)
+                            c.withTerm(Hb, q, e) { t in
+                                var ct = t.pointee
+                                ct.ldh = Int64(r)
+                                prge_lora_b(pool, mode & Int32(PRGE_MM_GENERIC), &ct, &apart, Int64(c.ldy), Int64(N))
+                            }
+                            // Fused: one call, the term's H an output of the same call (listed after it).
+                            H.withUnsafeMutableBufferPointer { hp in
+                                c.withTerm([], q, e) { t in
+                                    var ct = t.pointee
+                                    ct.H = UnsafePointer(hp.baseAddress); ct.ldh = Int64(r)
+                                    withUnsafePointer(to: &ct) { tp in
+                                        fused.withUnsafeMutableBufferPointer { yp in
+                                            let outs = [
+                                                prge_mm_out(W: wp.baseAddress, wtype: q41.type, w_row_bytes: Int64(rowBytes), Y: yp.baseAddress,
+                                                            ldy: Int64(c.ldy), N: Int64(N), accumulate: accumulate ? 1 : 0, lora: tp),
+                                                prge_mm_out(W: ap.baseAddress, wtype: f32.type, w_row_bytes: Int64(aRowBytes), Y: hp.baseAddress,
+                                                            ldy: Int64(r), N: Int64(r), accumulate: 0, lora: nil),
+                                            ]
+                                            prge_matmul_multi(pool, mode, xp.baseAddress, Int64(K), outs, 2, Int64(M), Int64(K))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                #expect(H.map(\.bitPattern) == Hb.map(\.bitPattern), "M \(M) mode \(mode): H differs")
+                #expect(fused.map(\.bitPattern) == apart.map(\.bitPattern), "M \(M) mode \(mode) accumulate \(accumulate): fused term differs")
             }
         }
     }

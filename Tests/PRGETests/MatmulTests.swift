@@ -406,7 +406,7 @@ import PRGEKernels
             wAll.withUnsafeBytes { wp in
                 let outs = Ns.indices.map { i in
                     prge_mm_out(W: wp.baseAddress! + offsets[i], wtype: ts[i].type, w_row_bytes: Int64(ws[i].rowBytes), Y: yp[i],
-                                ldy: Int64(Ns[i] + 1), N: Int64(Ns[i]), accumulate: i % 2 == 1 ? 1 : 0)
+                                ldy: Int64(Ns[i] + 1), N: Int64(Ns[i]), accumulate: i % 2 == 1 ? 1 : 0, lora: nil)
                 }
                 prge_matmul_multi(pool, mode, X, Int64(K), outs, Int32(outs.count), Int64(M), Int64(K))
             }

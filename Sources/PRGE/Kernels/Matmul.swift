@@ -34,31 +34,35 @@ func matmul(_ pool: ThreadPool, _ mode: NumericMode,
 }
 
 /// One product of a multi-matmul: y (+)= x · Wᵀ, W `n` rows of `type` (a model matrix, or a
-/// row-major f32 matrix such as a stack of LoRA A's).
+/// row-major f32 matrix such as a stack of LoRA A's), then y += its LoRA term if it has one
+/// (prge_kernels.h: added inside the product's tiles).
 struct MatmulOut {
     let w: UnsafeRawPointer, type: GGMLType, rowBytes: Int, n: Int
     let y: UnsafeMutablePointer<Float>, ldy: Int
     let accumulate: Bool
+    let lora: UnsafePointer<prge_lora_term>?
 
-    init(_ w: QMatrix, _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
+    init(_ w: QMatrix, _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool,
+         lora: UnsafePointer<prge_lora_term>? = nil) {
         self.w = w.data; type = w.type; rowBytes = w.rowBytes; n = w.rows
-        self.y = y; self.ldy = ldy; self.accumulate = accumulate
+        self.y = y; self.ldy = ldy; self.accumulate = accumulate; self.lora = lora
     }
 
     init(f32 w: UnsafePointer<Float>, n: Int, k: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int) {
         self.w = UnsafeRawPointer(w); type = .f32; rowBytes = k * 4; self.n = n
-        self.y = y; self.ldy = ldy; accumulate = false
+        self.y = y; self.ldy = ldy; accumulate = false; lora = nil
     }
 }
 
 /// y_i (+)= x · W_iᵀ for several matrices that read the same x [m, k] (q, k, v and their
-/// stacked A's; gate, up and theirs): x converted once, one parallel region. Each y_i gets the
-/// bits the single-matrix call gives (the order of operations depends on m and k, not on W).
+/// stacked A's; gate, up and theirs): x converted once, one parallel region (two when some have
+/// a LoRA term: those run second, as their H is the A stack's output). Each y_i gets the bits
+/// the single-matrix call gives (the order of operations depends on m and k, not on W).
 func matmul(_ pool: ThreadPool, _ mode: NumericMode, _ x: UnsafePointer<Float>, ldx: Int, k: Int,
             _ outs: [MatmulOut], rows m: Int) {
     let o = outs.map {
         prge_mm_out(W: $0.w, wtype: $0.type.rawValue, w_row_bytes: Int64($0.rowBytes), Y: $0.y, ldy: Int64($0.ldy),
-                    N: Int64($0.n), accumulate: $0.accumulate ? 1 : 0)
+                    N: Int64($0.n), accumulate: $0.accumulate ? 1 : 0, lora: $0.lora)
     }
     prge_matmul_multi(pool.raw, mode.kernelMode, x, Int64(ldx), o, Int32(o.count), Int64(m), Int64(k))
 }

@@ -145,17 +145,17 @@ extension Context {
         project(l, [(.down, x, d)], g, ldx: ff, R: R, T: T, lora: lora, accumulate: true)     // x += Wdown·h
     }
 
-    /// y_p (+)= W_p·x for projections that read the same x (one GEMM region for their base
-    /// matrices and their stacked A's), plus each adapted projection's LoRA term for every copy.
+    /// y_p (+)= W_p·x for projections that read the same x (one GEMM call for their base
+    /// matrices and their stacked A's), each adapted projection's LoRA term for every copy
+    /// added inside its product's tiles.
     private func project(_ l: Int, _ outs: [(p: Projection, y: UnsafeMutablePointer<Float>, ldy: Int)],
                          _ x: UnsafeMutablePointer<Float>, ldx: Int, R: Int, T: Int, lora: LoRAPlan?, accumulate: Bool = false) {
         let w = model.layers[l]
         let input = loraInput(l, outs.map(\.p), lora, rows: R)
-        let products = outs.map { MatmulOut(w.matrix($0.p), $0.y, ldy: $0.ldy, accumulate: accumulate) } + (input.map { [$0.1] } ?? [])
-        matmul(pool, mode, x, ldx: ldx, k: w.matrix(outs[0].p).cols, products, rows: R)
-        guard let plan = lora, let h = input?.0 else { return }
-        for o in outs {
-            if let slot = plan.adapter.slot(layer: l, o.p) { addLoRA(slot, plan, h, o.y, ldy: o.ldy, T: T) }
+        let slots = outs.map { o in lora?.adapter.slot(layer: l, o.p) }
+        withLoRATerms(slots, lora, input?.0, T: T) { terms in
+            let products = zip(outs, terms).map { o, t in MatmulOut(w.matrix(o.p), o.y, ldy: o.ldy, accumulate: accumulate, lora: t) }
+            matmul(pool, mode, x, ldx: ldx, k: w.matrix(outs[0].p).cols, products + (input.map { [$0.1] } ?? []), rows: R)
         }
     }
 

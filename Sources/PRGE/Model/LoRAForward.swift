@@ -4,9 +4,10 @@ import PRGEKernels
 //   y[copy rows] += s · (x Aᵀ) · (B + sign·ε·z_query)ᵀ,   s = α / r.
 // x Aᵀ runs over all rows (A is shared and frozen), for all projections that read the same x
 // at once (q, k, v; gate, up), inside the matmul call of their base weights: in the context's
-// numeric mode, like the base product it is added to. The B term of all copies is one kernel call: its tasks
-// own output columns, draw each query's z for them (the counter RNG makes any element range
-// cheap to regenerate) and build B + e·z in L1.
+// numeric mode, like the base product it is added to. The B term of all copies rides on the
+// base product (prge_mm_out.lora): each GEMM tile, once its part of y is done and still in
+// cache, draws each query's z for its columns (the counter RNG makes any element range cheap
+// to regenerate), builds B + e·z in L1 and adds the term for its rows of every copy.
 
 /// x Aᵀ of a group of projections that share their input: [R, ld], projection p's r columns
 /// starting at column[p].
@@ -36,24 +37,50 @@ extension Context {
         return (LoRAInput(h: h, ld: ld, column: column), MatmulOut(f32: a, n: ld, k: dIn, h, ldy: ld))
     }
 
-    /// y += the LoRA term of `slot` for every copy of `plan`, from its columns of `input`.
-    func addLoRA(_ slot: LoRASlot, _ plan: LoRAPlan, _ input: LoRAInput, _ y: UnsafeMutablePointer<Float>, ldy: Int, T: Int) {
+    /// The LoRA terms (prge_lora_term) of `slots` (nil: not adapted) for every copy of `plan`,
+    /// from their columns of `input`; the pointers are valid inside `body` only.
+    func withLoRATerms(_ slots: [LoRASlot?], _ plan: LoRAPlan?, _ input: LoRAInput?, T: Int,
+                       _ body: ([UnsafePointer<prge_lora_term>?]) -> Void) {
+        guard let plan, let input else { return body(slots.map { _ in nil }) }
+        let adapted = slots.compactMap { $0 }
         let query = plan.copies.map { Int32($0.query) }, e = plan.copies.map { $0.sign * plan.eps }
-        var streams = ZStreams(seed: plan.seed, step: plan.step, tensor: UInt32(slot.index))
-        slot.b.withUnsafeBufferPointer { b in
-            prge_lora_b(pool.raw, 0, input.h + input.column[slot.proj]!, Int64(input.ld), b.baseAddress!,
-                        Int64(slot.dOut), Int64(slot.rank), Int64(T), Int64(plan.copies.count), query, e,
-                        drawNormal, &streams, plan.adapter.scale, y, Int64(ldy))
+        let terms = UnsafeMutablePointer<prge_lora_term>.allocate(capacity: max(adapted.count, 1))
+        let streams = UnsafeMutablePointer<ZStreams>.allocate(capacity: max(adapted.count, 1))
+        defer { terms.deallocate(); streams.deallocate() }
+        query.withUnsafeBufferPointer { qp in
+            e.withUnsafeBufferPointer { ep in
+                withB(adapted[...], []) { b in
+                    for (i, s) in adapted.enumerated() {
+                        (streams + i).initialize(to: ZStreams(seed: plan.seed, step: plan.step, tensor: UInt32(s.index)))
+                        (terms + i).initialize(to: prge_lora_term(
+                            H: input.h + input.column[s.proj]!, ldh: Int64(input.ld), B: b[i], r: Int64(s.rank), T: Int64(T),
+                            copies: Int64(plan.copies.count), query: qp.baseAddress, e: ep.baseAddress, normal: drawNormal,
+                            normal_ctx: UnsafeMutableRawPointer(streams + i), s: plan.adapter.scale))
+                    }
+                    var next = 0
+                    body(slots.map { s in
+                        guard s != nil else { return nil }
+                        defer { next += 1 }
+                        return UnsafePointer(terms + next)
+                    })
+                }
+            }
         }
+    }
+
+    /// body(pointers to the B's of `slots`), valid inside body.
+    private func withB(_ slots: ArraySlice<LoRASlot>, _ done: [UnsafePointer<Float>], _ body: ([UnsafePointer<Float>]) -> Void) {
+        guard let s = slots.first else { return body(done) }
+        s.b.withUnsafeBufferPointer { withB(slots.dropFirst(), done + [$0.baseAddress!], body) }
     }
 }
 
-/// The z streams of one slot in one step: the key of prge_lora_b's draws, less the query.
+/// The z streams of one slot in one step: the key of the LoRA term's draws, less the query.
 private struct ZStreams {
     let seed: UInt64, step: UInt64, tensor: UInt32
 }
 
-/// prge_lora_b's callback: elements start ..< start + count of z(seed, step, query, slot).
+/// The LoRA term's callback: elements start ..< start + count of z(seed, step, query, slot).
 private let drawNormal: prge_normal_fn = { ctx, query, start, count, out in
     let s = ctx!.assumingMemoryBound(to: ZStreams.self).pointee
     fillNormal(into: UnsafeMutableBufferPointer(start: out, count: Int(count)),

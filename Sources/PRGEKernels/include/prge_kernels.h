@@ -57,11 +57,17 @@ void prge_matmul(prge_pool *pool, int mode,
 // Several products of the same X, Y_i (+)= X·W_iᵀ, with X converted once and (up to 4 at a time)
 // one parallel region for all their tiles: q, k, v or gate, up of a layer. Each Y_i is bit for
 // bit what prge_matmul gives; the Y_i must not overlap X or each other.
+// lora != NULL: then Y_i += the LoRA term (lora.c), bit for bit what prge_lora_b after the
+// product gives, added by each tile of the product while it is in cache (one pass over Y_i, not
+// two). Products with a term run after those without one in the same call, so a term's H may
+// be the output of another product of the call (the stacked x·Aᵀ).
+typedef struct prge_lora_term prge_lora_term;   // lora.c, below
 typedef struct {
     const void *W; uint32_t wtype; int64_t w_row_bytes;
     float *Y; int64_t ldy;
     int64_t N;
     int accumulate;
+    const prge_lora_term *lora;
 } prge_mm_out;
 void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K);
@@ -94,18 +100,27 @@ enum { PRGE_RNG_NORMAL = 0, PRGE_RNG_UNIFORM = 1 };
 void prge_rng_fill(int mode, int kind, const uint32_t stream[4], int64_t start, int64_t count, float lo, float hi,
                    float *out);
 
-// ---- lora.c: the LoRA-FA B term of all copies of a batch, one parallel region ----------------
+// ---- lora.c: the LoRA-FA B term of all copies of a batch ---------------------------------------
 // Fills out[0, count) with elements start ..< start + count of the N(0, 1) stream of `query`
 // (the caller's ctx fixes the rest of the key). Called from the pool's threads.
 typedef void (*prge_normal_fn)(void *ctx, int32_t query, int64_t start, int64_t count, float *out);
-// For each copy c, rows c·T ..< (c+1)·T of H ([copies·T, r], row stride ldh) and Y (stride ldy):
+// The term of one adapted projection for every copy c of a P-RGE batch: rows c·T ..< (c+1)·T of
+// H ([copies·T, r], row stride ldh) and of the output Y get
 //   Y[rows] += s · H[rows] · (B + e[c] · Z)ᵀ,   B: [N, r] row-major,
 // Z = elements of query[c]'s stream in B's element order (drawn only where e[c] != 0).
-// Bit-identical for any pool size and copy count; mode: 0, or PRGE_MM_GENERIC for the C path.
-void prge_lora_b(prge_pool *pool, int mode, const float *H, int64_t ldh, const float *B,
-                 int64_t N, int64_t r, int64_t T, int64_t copies, const int32_t *query,
-                 const float *e, prge_normal_fn normal, void *normal_ctx, float s,
-                 float *Y, int64_t ldy);
+struct prge_lora_term {
+    const float *H; int64_t ldh;
+    const float *B; int64_t r;
+    int64_t T, copies;
+    const int32_t *query;
+    const float *e;
+    prge_normal_fn normal; void *normal_ctx;
+    float s;
+};
+// Adds term t to Y ([copies·T, N], stride ldy) in one parallel region. prge_matmul_multi adds
+// it inside the base product's tiles instead (prge_mm_out.lora) with the same bits. Bit-identical
+// for any pool size and copy count; mode: 0, or PRGE_MM_GENERIC for the C path.
+void prge_lora_b(prge_pool *pool, int mode, const prge_lora_term *t, float *Y, int64_t ldy, int64_t N);
 
 // ---- ops.c: row-wise ops of the Llama block, one parallel region each ------------------------
 // Bit-identical for any pool size; mode: 0, or PRGE_MM_GENERIC for the C path.
