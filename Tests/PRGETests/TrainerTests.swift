@@ -51,6 +51,7 @@ enum TrainFixtures {
         let text = """
             {"task": {"template": "{sentence} It was", "labels": [" bad", " good"], "text_fields": ["sentence"], "label_field": "label"},
              "estimator": "rge", "q": 3, "batch": 5, "eps": 0.001, "lr": 0.25, "schedule": "cosine", "loss": "full",
+             "lr_min": 0.25, "lr_horizon": 60,
              "steps": 100, "minutes": 2.5, "eval_every": 10, "eval_limit": 50, "seed": 42, "numeric_mode": "bf16",
              "threads": 1, "adapter": {"rank": 4, "alpha": 8, "targets": ["q", "v"], "layers": [1, 0], "seed": 3},
              "checkpoint": "ck.gguf", "log": "log.jsonl", "step_log": "steps.bin", "model": "m.gguf",
@@ -59,6 +60,8 @@ enum TrainFixtures {
         let c = try TrainConfig.parse(text)
         #expect(c.task.labels == [" bad", " good"] && c.estimator == .rge && c.q == 3 && c.batch == 5)
         #expect(c.eps == 0.001 && c.lr == 0.25 && c.schedule == .cosine && c.loss == .full && c.steps == 100)
+        #expect(c.lrMin == 0.25 && c.lrHorizon == 60)
+        #expect(try TrainConfig.parse(#"{"lr_horizon": null}"#).lrHorizon == nil)
         #expect(c.minutes == 2.5 && c.evalEvery == 10 && c.evalLimit == 50 && c.seed == 42 && c.numericMode == .bf16)
         #expect(c.adapter.rank == 4 && c.adapter.alpha == 8 && c.adapter.targets == [.q, .v] && c.adapter.layers == [1, 0])
         #expect(c.checkpoint == "ck.gguf" && c.stepLog == "steps.bin" && c.maxLength == 64 && c.devSplit == 20)
@@ -80,6 +83,8 @@ enum TrainFixtures {
         expectError(containing: "$.task.labels: missing") { _ = try TrainConfig.parse(#"{"task": {"template": "{x}"}}"#) }
         expectError(containing: "$.q: 0 is out of range") { _ = try TrainConfig.parse(#"{"q": 0}"#) }
         expectError(containing: "$.eps: must be > 0") { _ = try TrainConfig.parse(#"{"eps": 0}"#) }
+        expectError(containing: "$.lr_min: must be in [0, 1]") { _ = try TrainConfig.parse(#"{"lr_min": 1.5}"#) }
+        expectError(containing: "$.lr_horizon: 0 is out of range") { _ = try TrainConfig.parse(#"{"lr_horizon": 0}"#) }
     }
 
     @Test func schedules() {
@@ -87,6 +92,22 @@ enum TrainFixtures {
         #expect(Schedule.linear.factor(0.25) == 0.75)
         #expect(abs(Schedule.cosine.factor(0.5) - 0.5) < 1e-12 && Schedule.cosine.factor(0) == 1)
         #expect(Schedule.linear.factor(2) == 0)
+    }
+
+    /// lr · (lr_min + (1 − lr_min) · factor(t)), t = max(step / steps, step / lr_horizon): the
+    /// horizon ends the decay early in a long run, the floor stays after it.
+    @Test func learningRateHorizonAndFloor() throws {
+        let model = try TrainFixtures.model()
+        func lr(_ extra: String, at s: UInt64) throws -> Float {
+            let c = try TrainConfig.parse(#"{"lr": 0.5, "schedule": "cosine", "steps": 100, "numeric_mode": "fp32", "adapter": {"rank": 2, "layers": [29]}"# + extra + "}")
+            return try Trainer(model: model, config: c).learningRate(at: s)
+        }
+        let f = { (t: Double) in Float(0.5 * (0.1 + 0.9 * Schedule.cosine.factor(t))) }
+        #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 40"#, at: 0) == 0.5)
+        #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 40"#, at: 20) == f(0.5))       // the horizon's t, not 0.2
+        #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 40"#, at: 80) == f(1))         // the floor: 0.05
+        #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 400"#, at: 20) == f(0.2))      // steps end first
+        #expect(try lr(#", "lr_horizon": null"#, at: 20) == Float(0.5 * Schedule.cosine.factor(0.2)))
     }
 
     // ---- sampler (no model) ----------------------------------------------------------------

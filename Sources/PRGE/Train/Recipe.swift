@@ -27,6 +27,12 @@ public enum Recipe {
     public static let eps: Float = 5e-2
     public static let lr: Float = 5e-2
     public static let schedule: Schedule = .cosine
+    /// The schedule's floor (a fraction of lr) and the step by which its decay is over, however
+    /// long the run: 20 minutes on a fast machine is ~4,400 steps, and holding η near 5e-2 for
+    /// that many diverged (dev loss 0.47 → 1.3 by step 1,200, docs/RECIPE.md), while runs whose
+    /// cosine ended by ~2,000 steps did not.
+    public static let lrMin: Float = 0
+    public static let lrHorizon: Int? = 2000
     public static let loss: LossKind = .candidates
     /// Steps between dev evaluations (0: only at the end of a run).
     public static let evalEvery = 100

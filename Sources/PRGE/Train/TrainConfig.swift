@@ -10,9 +10,13 @@ import Glibc
 //   task          "sst2" (a folder of ../shared/data) | {"template", "labels", "text_fields",
 //                 "label_field", "label_values", "name"} | "prompt_response"  (default: Recipe.task)
 //   estimator     "prge" | "rge" | "mezo"           q, batch, eps, lr      numbers
-//   schedule      "constant" | "linear" | "cosine": lr · factor(t), t = step / steps
-//                 (linear 1 − t, cosine ½(1 + cos πt)); without "steps", t is the fraction of the
-//                 run's step or time budget used, which a resumed run cannot reproduce
+//   schedule      "constant" | "linear" | "cosine": lr · (lr_min + (1 − lr_min) · factor(t)),
+//                 t = step / steps (linear 1 − t, cosine ½(1 + cos πt)); without "steps", t is the
+//                 fraction of the run's step or time budget used, which a resumed run cannot
+//                 reproduce; with "lr_horizon": H, t is at least step / H (the decay is over
+//                 by step H however long the run: a fast machine's 20 minutes must not hold a
+//                 high lr for more steps than the recipe was measured with)
+//   lr_min        the schedule's floor, a fraction of lr in [0, 1]   lr_horizon  steps, or null
 //   loss          "full" | "candidates"             (classification; causal LM is always full)
 //   steps         total steps of the training (what `prge train` runs, counting resumed ones)
 //   minutes       time budget of one run          eval_every, eval_limit (null: whole dev set)
@@ -48,6 +52,8 @@ public struct TrainConfig: Sendable {
     public var eps = Recipe.eps
     public var lr = Recipe.lr
     public var schedule = Recipe.schedule
+    public var lrMin = Recipe.lrMin
+    public var lrHorizon: Int? = Recipe.lrHorizon
     public var loss = Recipe.loss
     public var steps: Int?
     public var minutes: Double?
@@ -67,7 +73,7 @@ public struct TrainConfig: Sendable {
     public var maxLength = Recipe.maxLength
     public var devSplit: Int?
 
-    public static let keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "loss", "steps", "minutes",
+    public static let keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "lr_min", "lr_horizon", "loss", "steps", "minutes",
                               "eval_every", "eval_limit", "seed", "numeric_mode", "threads", "adapter", "checkpoint",
                               "log", "step_log", "model", "train", "dev", "out", "max_length", "dev_split"]
 
@@ -129,6 +135,12 @@ public struct TrainConfig: Sendable {
             guard lr >= 0 else { throw v.error("must be >= 0, got \(lr)") }
         }
         if let v = try choice("schedule", Schedule.self) { schedule = v }
+        if let v = try node.field("lr_min") {
+            lrMin = try v.float()
+            guard (0...1).contains(lrMin) else { throw v.error("must be in [0, 1], got \(lrMin)") }
+        }
+        if try node.object().contains(where: { $0.0 == "lr_horizon" && $0.1.isNull }) { lrHorizon = nil }
+        else if let v = try node.field("lr_horizon") { lrHorizon = try v.int(in: 1...(1 << 40)) }
         if let v = try choice("loss", LossKind.self) { loss = v }
         if let v = try node.field("steps") { steps = try v.int(in: 1...(1 << 40)) }
         if let v = try node.field("minutes") {
@@ -160,7 +172,8 @@ public struct TrainConfig: Sendable {
         return .object([
             ("task", taskSpec), ("estimator", .string(estimator.rawValue)), ("q", .number(Double(q))),
             ("batch", .number(Double(batch))), ("eps", .float(eps)), ("lr", .float(lr)),
-            ("schedule", .string(schedule.rawValue)), ("loss", .string(loss.rawValue)),
+            ("schedule", .string(schedule.rawValue)), ("lr_min", .float(lrMin)),
+            ("lr_horizon", opt(lrHorizon) { .number(Double($0)) }), ("loss", .string(loss.rawValue)),
             ("steps", opt(steps) { .number(Double($0)) }), ("minutes", opt(minutes) { .number($0) }),
             ("eval_every", .number(Double(evalEvery))), ("eval_limit", opt(evalLimit) { .number(Double($0)) }),
             ("seed", .number(Double(seed))), ("numeric_mode", .string(numericMode.rawValue)),
@@ -177,7 +190,7 @@ public struct TrainConfig: Sendable {
     /// adapter itself is compared, as a trainer may have been given one.)
     var trajectoryJSON: JSONValue {
         var keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "loss", "seed", "numeric_mode", "max_length"]
-        if schedule != .constant { keys.append("steps") }
+        if schedule != .constant { keys += ["steps", "lr_min", "lr_horizon"] }
         guard case .object(let all) = json else { return json }
         return .object(all.filter { keys.contains($0.0) })
     }

@@ -174,9 +174,11 @@ public final class Trainer {
 
     // ---- steps -----------------------------------------------------------------------------
 
-    /// The learning rate of step `s`: lr · schedule factor at t = s / steps, or, without
-    /// "steps", the fraction of the current run's budget used (1 outside a run: constant).
+    /// The learning rate of step `s`: lr · (lr_min + (1 − lr_min) · factor(t)) at t = s / steps,
+    /// or, without "steps", the fraction of the current run's budget used (0 outside a run); t is
+    /// at least s / lr_horizon.
     public func learningRate(at s: UInt64) -> Float {
+        guard config.schedule != .constant else { return config.lr }
         var t = 0.0
         if let total = config.steps {
             t = Double(s) / Double(total)
@@ -184,7 +186,9 @@ public final class Trainer {
             if let m = b.maxSteps { t = Double(s - b.startStep) / Double(max(m, 1)) }
             if let sec = b.maxSeconds { t = max(t, seconds(since: b.start) / sec) }
         }
-        return config.schedule == .constant ? config.lr : Float(Double(config.lr) * config.schedule.factor(t))
+        if let h = config.lrHorizon { t = max(t, Double(s) / Double(h)) }
+        let floor = Double(config.lrMin)
+        return Float(Double(config.lr) * (floor + (1 - floor) * config.schedule.factor(t)))
     }
 
     /// One P-RGE (or configured estimator) step on `samples`: 2q perturbed copies, the losses,
