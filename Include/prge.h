@@ -232,7 +232,7 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  *   {"task": "sst2" | {"template": "{sentence} It was", "labels": [" terrible", " great"],
  *                      "text_fields": ["sentence"], "label_field": "label"} | "prompt_response",
  *    "estimator": "prge" | "rge" | "mezo",   "q": 4, "batch": 4, "eps": 1e-2, "lr": ...,
- *    "schedule": "constant" | "linear" | "cosine", "lr_min": 0, "lr_horizon": 2000 | null,
+ *    "schedule": "constant" | "linear" | "cosine", "lr_min": 0.1, "lr_horizon": 2000 | null,
  *    "loss": "full" | "candidates",
  *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
  *    "numeric_mode": "fp32" | "bf16" | "int8", "threads": N, "adapter": {adapter options},

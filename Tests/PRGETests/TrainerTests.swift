@@ -107,7 +107,7 @@ enum TrainFixtures {
         #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 40"#, at: 20) == f(0.5))       // the horizon's t, not 0.2
         #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 40"#, at: 80) == f(1))         // the floor: 0.05
         #expect(try lr(#", "lr_min": 0.1, "lr_horizon": 400"#, at: 20) == f(0.2))      // steps end first
-        #expect(try lr(#", "lr_horizon": null"#, at: 20) == Float(0.5 * Schedule.cosine.factor(0.2)))
+        #expect(try lr(#", "lr_min": 0, "lr_horizon": null"#, at: 20) == Float(0.5 * Schedule.cosine.factor(0.2)))
     }
 
     // ---- sampler (no model) ----------------------------------------------------------------

@@ -28,10 +28,12 @@ public enum Recipe {
     public static let lr: Float = 5e-2
     public static let schedule: Schedule = .cosine
     /// The schedule's floor (a fraction of lr) and the step by which its decay is over, however
-    /// long the run: 20 minutes on a fast machine is ~4,400 steps, and holding η near 5e-2 for
-    /// that many diverged (dev loss 0.47 → 1.3 by step 1,200, docs/RECIPE.md), while runs whose
-    /// cosine ended by ~2,000 steps did not.
-    public static let lrMin: Float = 0
+    /// long the run: 20 minutes on a fast machine is ~4,400 steps, and a cosine over that many
+    /// held η near 5e-2 long enough to diverge (all-dev loss 0.47 → 1.3 by step 1,200), while
+    /// with the decay over by step 2,000 and a floor of 0.1·η the same 4,400 steps stayed at
+    /// 80–81 % with the loss still falling (0.421 at 2,000 → 0.403); a floor of 0.3 was noisier
+    /// (docs/RECIPE.md, 2026-12-03).
+    public static let lrMin: Float = 0.1
     public static let lrHorizon: Int? = 2000
     public static let loss: LossKind = .candidates
     /// Steps between dev evaluations (0: only at the end of a run).
