@@ -101,7 +101,7 @@ static double parse_number(const char *opt, const char *text, int whole) {
 /* The built-in "sst2" task of the trainer asks the model to continue "<sentence> It was" with
  * one of two label words (class 0 = negative, 1 = positive). To label a new sentence ourselves
  * with prge_classify, we build the same prompt and score the same words. */
-static const char *const LABELS[] = {" terrible", " great"};
+static const char *const LABELS[] = {" negative", " positive"};
 static const char *const LABEL_NAMES[] = {"negative", "positive"};
 #define PROMPT_SUFFIX " It was"
 
@@ -117,7 +117,7 @@ static const char *const DEFAULT_SENTENCES[] = {
 };
 
 /* Labels `sentence` with the base model (adapter NULL) or a personalized one; returns the
- * class index and writes the score margin log P(great) - log P(terrible) into *margin
+ * class index and writes the score margin log P(positive) - log P(negative) into *margin
  * (> 0: leans positive; the larger, the surer). */
 static size_t classify(prge_model *model, const prge_adapter *adapter, const char *sentence,
                        float *margin) {
@@ -324,7 +324,7 @@ int main(int argc, char **argv) {
 
     /* 6. Answer with the personalized model: the same sentences, without and with the adapter.
      *    (To reuse the adapter later: prge_adapter_load(model, path, &adapter).) */
-    printf("the personalized model answers (margin: log P(great) - log P(terrible)):\n");
+    printf("the personalized model answers (margin: log P(positive) - log P(negative)):\n");
     printf("  %-19s %-19s %s\n", "before", "after", "sentence");
     for (int k = 0; k < n_sentences; k++) {
         float m0 = 0, m1 = 0;

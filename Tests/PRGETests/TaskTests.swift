@@ -86,7 +86,7 @@ import Glibc
         defer { unlink(path) }
         #expect(try Dataset.load(path: path, task: task) == [Example(prompt: "Review: Fine film {stars} Verdict:", label: 1),
                                                               Example(prompt: "Review: Dull {stars} Verdict:", label: 0)])
-        #expect(try Task.from(json: JSONNode(.string("sst2"))).labels == [" terrible", " great"])
+        #expect(try Task.from(json: JSONNode(.string("sst2"))).labels == [" negative", " positive"])
     }
 
     @Test func badTasksAreRefused() throws {

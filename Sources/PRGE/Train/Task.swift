@@ -14,8 +14,9 @@
 // "{{" and "}}" are literal braces.
 //
 // The built-in prompts (folder names of ../shared/data) and their sources:
-//   sst2, mr, cr, sst5  "<sentence> It was" + terrible/great (sst5: terrible/bad/okay/good/great)
-//                       — MeZO / LM-BFF
+//   sst2, mr, cr        "<sentence> It was" (MeZO / LM-BFF) + negative/positive (ours: MeZO's
+//                       terrible/great levels off ~3 points lower, docs/RECIPE.md 2026-12-03 b)
+//   sst5                "<sentence> It was" + terrible/bad/okay/good/great — MeZO / LM-BFF
 //   subj                "<sentence> This is" + subjective/objective — LM-BFF
 //   trec                LM-BFF's words (Description, Entity, Expression, Human, Location, Number);
 //                       LM-BFF puts the word before the question, so the causal prompt is ours
@@ -171,7 +172,7 @@ public struct Task: Sendable {
     /// A built-in task by its data folder name, or `prompt_response`.
     public static func named(_ name: String) throws -> Task {
         let yesNo: [JSONValue] = [.string("entailment"), .string("not_entailment")]
-        let sentiment = [" terrible", " great"]
+        let sentiment = [" negative", " positive"]   // learned to 84.6 % vs ~81 % for terrible/great (docs/RECIPE.md)
         switch name {
         case "sst2", "mr", "cr":
             return try Task(name: name, template: "{sentence} It was", labels: sentiment)
