@@ -18,15 +18,16 @@ enum TrainFixtures {
     }
 
     /// The tiny config, with `extra` JSON members (text without braces) added.
-    static func config(_ extra: String = "") throws -> TrainConfig {
+    static func config(_ extra: String = "", task: String = #""sst2""#) throws -> TrainConfig {
         // Numerics and schedule pinned: the equivalence and resume tests state fp32 tolerances and
         // step-exact learning rates, whatever the recipe's defaults become.
-        let base = #""task": "sst2", "q": 2, "batch": 2, "lr": 0.5, "eval_every": 0, "threads": 2, "numeric_mode": "fp32", "schedule": "constant", "adapter": {"rank": 2, "layers": [28, 29]}"#
+        let base = #""task": "# + task + #", "q": 2, "batch": 2, "lr": 0.5, "eval_every": 0, "threads": 2, "numeric_mode": "fp32", "schedule": "constant", "adapter": {"rank": 2, "layers": [28, 29]}"#
         return try TrainConfig.parse("{" + base + (extra.isEmpty ? "" : ", " + extra) + "}", source: "test config")
     }
 
-    static func trainer(_ extra: String = "", train: Range<Int> = 0..<8, dev: Range<Int>? = nil) throws -> Trainer {
-        let t = try Trainer(model: try model(), config: try config(extra))
+    static func trainer(_ extra: String = "", task: String = #""sst2""#, train: Range<Int> = 0..<8,
+                        dev: Range<Int>? = nil) throws -> Trainer {
+        let t = try Trainer(model: try model(), config: try config(extra, task: task))
         try t.addJSONL(try sst2(train), source: "train", to: .train)
         if let dev { try t.addJSONL(try sst2(dev), source: "dev", to: .dev) }
         return t
@@ -199,10 +200,13 @@ enum TrainFixtures {
     /// steps (q 2, rank 4 on the last layer, lr 0.1). This shows the whole loop (sampler →
     /// perturbed forward → g → update) moves B downhill on real data; it says nothing about
     /// generalisation (the recipe's dev numbers do that). In a release build, seeds 1–5 took
-    /// the loss from 0.78 to 0.35–0.61 in these 3 steps; the test asks for a drop of 0.1.
+    /// the loss from 0.78 to 0.35–0.61 in these 3 steps; the test asks for a drop of 0.1. The
+    /// label words are pinned (MeZO's terrible / great, which those numbers were measured with):
+    /// the built-in sst2's negative / positive start these 8 at a lower loss (0.56).
     @Test func trainingLowersTheLossOnItsExamples() throws {
+        let task = #"{"template": "{sentence} It was", "labels": [" terrible", " great"]}"#
         let t = try TrainFixtures.trainer(#""seed": 1, "lr": 0.1, "batch": 8, "adapter": {"rank": 4, "layers": [29]}"#,
-                                          train: 0..<8, dev: 0..<8)
+                                          task: task, train: 0..<8, dev: 0..<8)
         let before = try t.evaluate(split: .dev)
         try t.run(maxSteps: 3)
         let after = try t.evaluate(split: .dev)
