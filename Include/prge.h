@@ -142,7 +142,7 @@ typedef struct prge_adapter prge_adapter;
 
 /* Creates a fresh adapter for `model` (B = 0, A from the seed). `json_options` (NULL or "" for
  * the defaults: the training recipe's adapter) is a JSON object with any of:
- *   {"rank": 16, "alpha": 32, "targets": ["q","k","v","o","gate","up","down"],
+ *   {"rank": 2, "alpha": 11.3137 (8·√2), "targets": ["q","k","v","o","gate","up","down"],
  *    "layers": [int, ...] (default [-10, ..., -1]: the top 10; negative indices count from
  *    the last layer; null: all layers), "seed": 0}
  * Targets may also be given by their GGUF names ("attn_q", ..., "ffn_down"). Malformed JSON,

@@ -46,14 +46,18 @@ public enum Recipe {
     /// The fastest mode that learns as well as fp32 on this CPU (NumericMode.fastest).
     public static var numericMode: NumericMode { .fastest }
 
-    /// LoRA-FA shape: rank 16, α 32, all seven projections (DESIGN.md defaults), but only the
-    /// top 10 layers: everything below the first adapted layer runs once per example instead
-    /// of once per copy (2q×), so a step costs ~40% of adapting all 30, and on SST-2 dev it
-    /// learned faster per step too (docs/RECIPE.md).
+    /// LoRA-FA shape: all seven projections, but only the top 10 layers (everything below the
+    /// first adapted layer runs once per example instead of once per copy (2q×), so a step
+    /// costs ~40% of adapting all 30, and on SST-2 dev it learned faster per step too), and
+    /// rank 2, not DESIGN.md's 16: a ZO estimate's noise grows with the number of entries of B,
+    /// and with 8× fewer the recipe learns to a lower dev loss (2,000-step runs, all 500 dev
+    /// sentences: r 2 85.0 % / 0.355 at step 1,400, r 16 83.4 % / 0.367; r 4 in between).
+    /// α = 8·√r keeps both the ±ε perturbation and the update the same size in the layer's
+    /// output as r 16 with α 32 (each scales with α/√r), so ε, η and the schedule carry over.
     public static var adapter: LoRAConfig {
         var c = LoRAConfig()
-        c.rank = 16
-        c.alpha = 32
+        c.rank = 2
+        c.alpha = 8 * Float(2).squareRoot()
         c.targets = Projection.allCases
         c.layers = Array(-10 ... -1)
         c.seed = 0

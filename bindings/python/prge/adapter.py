@@ -55,8 +55,9 @@ class Adapter(Owner):
         seed: Optional[int] = None,
     ) -> "Adapter":
         """A fresh adapter for ``model`` (B = 0, A drawn from ``seed``). Options left at
-        ``None`` take the library's defaults (rank 16, alpha 32, all seven projections
-        ``"q","k","v","o","gate","up","down"`` of every layer, seed 0)."""
+        ``None`` take the library's defaults, the training recipe's adapter (rank 2, alpha 8·√2,
+        all seven projections ``"q","k","v","o","gate","up","down"`` of the top 10 layers,
+        seed 0)."""
         handle = _model_handle(model)
         options: Dict[str, Any] = {}
         if rank is not None:
