@@ -300,6 +300,31 @@ typedef struct {
     int n_parts;
 } mm_ctx;
 
+// In-register 16x16 transpose of 32-bit elements: r[i] holds row i; afterwards r[k] holds column k.
+PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    }
+}
+
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
 // int8: row i of block mb (zeros past M) -> quads xp[q·MR8 + i] (4 consecutive k as int8) and,
 // per 32-k block, dx = max|x|/127 and sx = dx·Σq. Rounding to nearest: |x − dx·q| ≤ dx/2.
@@ -329,71 +354,50 @@ PRGE_AVX512 static void mm_xquant_row(const mm_ctx *c, int64_t mb, int i) {
     }
 }
 
+// fp32 / bf16: rows [mb·MR, mb·MR + MR) of X (zeros past M) -> dwords xp[p·MR + i], p < KP: the
+// float x[p], or the bf16 pair (x[2p], x[2p+1]) (zero past K). Each row's next 16 dwords are
+// loaded, transposed in registers and stored as 16 runs of MR: a row's dwords land MR apart,
+// which one store (or a scatter) per dword made ~5 % of the int8 step (its A-stack products).
+PRGE_AVX512 static void mm_xpack_block(const mm_ctx *c, int64_t mb) {
+    _Static_assert(MR <= 16, "one transposed register per packed k");
+    uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride;
+    const int64_t m0 = mb * MR;
+    const int live = (int)(c->M - m0 < MR ? c->M - m0 : MR);
+    for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) {
+            const float *x = i < live ? c->X + (m0 + i) * c->ldx : NULL;
+            if (!x) {
+                r[i] = _mm512_setzero_ps();
+            } else if (c->mode == PRGE_MM_F32) {
+                r[i] = _mm512_maskz_loadu_ps(prge_mask16(c->K - p0), x + p0);
+            } else {
+                const int64_t k0 = 2 * p0;
+                const __m512 lo = _mm512_maskz_loadu_ps(prge_mask16(c->K - k0), x + k0);
+                const __m512 hi = _mm512_maskz_loadu_ps(prge_mask16(c->K - k0 - 16), x + k0 + 16);
+                r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+            }
+        }
+        mm_tr16(r);
+        const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
+        for (int64_t t = 0; t < np; t++) _mm512_mask_storeu_ps((float *)xp + (p0 + t) * MR, prge_mask16(MR), r[t]);
+    }
+}
+
 PRGE_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const int64_t b0 = task * c->xpack_per_task;
     const int64_t b1 = b0 + c->xpack_per_task < c->mblocks ? b0 + c->xpack_per_task : c->mblocks;
-    float *tmp = (float *)prge_scratch(2, (size_t)(c->KD + 32) * sizeof(float));
     for (int64_t mb = b0; mb < b1; mb++) {
         if (c->mode == PRGE_MM_INT8) {
             for (int i = 0; i < MR8; i++) mm_xquant_row(c, mb, i);
-            continue;
-        }
-        for (int i = 0; i < MR; i++) {
-            const int64_t m = mb * MR + i;
-            if (c->mode == PRGE_MM_F32) {
-                float *xp = (float *)c->xp + mb * c->xstride + i;
-                if (m < c->M) {
-                    const float *x = c->X + m * c->ldx;
-                    for (int64_t k = 0; k < c->K; k++) xp[k * MR] = x[k];
-                } else {
-                    for (int64_t k = 0; k < c->K; k++) xp[k * MR] = 0.0f;
-                }
-            } else {
-                uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride + i;
-                if (m < c->M) {
-                    memcpy(tmp, c->X + m * c->ldx, (size_t)c->K * sizeof(float));
-                    memset(tmp + c->K, 0, (size_t)(c->KD + 32 - c->K) * sizeof(float));
-                    for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
-                        uint32_t pr[16];
-                        _mm512_storeu_si512(pr, mm_pairs_bf16(tmp + 2 * p0));
-                        const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
-                        for (int64_t t = 0; t < np; t++) xp[(p0 + t) * MR] = pr[t];
-                    }
-                } else {
-                    for (int64_t p = 0; p < c->KP; p++) xp[p * MR] = 0;
-                }
-            }
+        } else {
+            mm_xpack_block(c, mb);
         }
     }
 }
 
 // ---- W panel packing: columns [n0, n0+32) -> k-major panel (zero for columns >= N) ----
-// In-register 16x16 transpose of 32-bit elements: r[i] holds row i; afterwards r[k] holds column k.
-PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int g = 0; g < 4; g++) {
-        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int c = 0; c < 4; c++) {
-        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-    }
-}
-
 // 16 rows of RS 32-bit elements (tmp, one per column) -> columns [h, h+16) of a k-major panel.
 PRGE_AVX512 static void mm_panel_transpose(const void *tmp, int64_t RS, int64_t KP, uint32_t *panel, int h) {
     for (int64_t k0 = 0; k0 < KP; k0 += 16) {
