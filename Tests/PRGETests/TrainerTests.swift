@@ -48,6 +48,14 @@ enum TrainFixtures {
         #expect(c.steps == nil && c.minutes == nil && c.checkpoint == nil)
     }
 
+    /// A task's override in the recipe comes before the user's config: trec trains at η 2e-2
+    /// unless the config sets lr; other tasks keep the recipe's η.
+    @Test func taskOverridesComeBeforeTheUsersConfig() throws {
+        #expect(try TrainConfig.parse(#"{"task": "trec"}"#).lr == 0.02)
+        #expect(try TrainConfig.parse(#"{"task": "trec", "lr": 0.1}"#).lr == 0.1)
+        #expect(try TrainConfig.parse(#"{"task": "sst2"}"#).lr == Recipe.lr)
+    }
+
     @Test func configAcceptsEveryDocumentedKey() throws {
         let text = """
             {"task": {"template": "{sentence} It was", "labels": [" bad", " good"], "text_fields": ["sentence"], "label_field": "label"},

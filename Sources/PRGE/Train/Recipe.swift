@@ -64,6 +64,10 @@ public enum Recipe {
         return c
     }
 
-    /// Per-task deviations from the defaults above, as JSON config members. None yet.
-    public static let taskOverrides: [String: [(String, JSONValue)]] = [:]
+    /// Per-task deviations from the defaults above, as JSON config members.
+    /// trec: η 2e-2. Its six-way candidate loss gives ~4× SST-2's projected gradients (median |g|
+    /// 0.87 vs 0.24 over the first 100 steps); at 5e-2 it diverged after step 100 (the kept
+    /// adapter: 50.8 % on all dev), at 2e-2 it reached 67.6 % in 600 one-thread steps and 1e-2
+    /// 63.6 % (BENCHMARKS.md, Accuracy, 2026-12-06).
+    public static let taskOverrides: [String: [(String, JSONValue)]] = ["trec": [("lr", .number(0.02))]]
 }
