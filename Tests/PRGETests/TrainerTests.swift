@@ -222,4 +222,18 @@ enum TrainFixtures {
         let after = try t.evaluate(split: .dev)
         #expect(after.loss < before.loss - 0.1, "loss on the 8 training examples \(before.loss) → \(after.loss)")
     }
+
+    /// What the issue asks of a short real run: the loss on sentences it never trains on goes
+    /// down. 10 P-RGE steps (q 4, b 8, rank 4 / α 12 on the last layer, lr 0.3) drawn from 64
+    /// SST-2 sentences; dev is 32 others. Seeds 1–5 took the dev loss from 1.01 to 0.65–0.73
+    /// (the smallest drop 0.28); the test asks for 0.1.
+    @Test func devLossFallsOnHeldOutSentences() throws {
+        let task = #"{"template": "{sentence} It was", "labels": [" terrible", " great"]}"#
+        let t = try TrainFixtures.trainer(#""seed": 1, "q": 4, "lr": 0.3, "eps": 0.05, "batch": 8, "adapter": {"rank": 4, "alpha": 12, "layers": [29]}"#,
+                                          task: task, train: 0..<64, dev: 100..<132)
+        let before = try t.evaluate(split: .dev)
+        try t.run(maxSteps: 10)
+        let after = try t.evaluate(split: .dev)
+        #expect(after.loss < before.loss - 0.1, "dev loss on 32 held-out sentences \(before.loss) → \(after.loss)")
+    }
 }
