@@ -245,7 +245,8 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
  * "step_log": "path.bin" (the replayable per-step record). The command line's members
  * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.
- * Defaults are the library's recipe (docs/RECIPE.md). Malformed JSON, unknown keys and wrong
+ * Defaults are the library's recipe (docs/RECIPE.md), with the task's own override where it
+ * has one (trec: lr 2e-2); the config's keys come after both. Malformed JSON, unknown keys and wrong
  * types give PRGE_ERR_FORMAT with the JSON path ("json_config: $.adapter.rank: ..."). */
 typedef struct prge_trainer prge_trainer;
 
