@@ -203,37 +203,37 @@ enum TrainFixtures {
 
     // ---- learning --------------------------------------------------------------------------
 
-    /// The model fits its own training examples: 8 SST-2 sentences, the minibatch is all 8, and
-    /// the loss (candidate cross-entropy) is measured on those same 8 before and after 5 P-RGE
-    /// steps (q 4, rank 4 / α 12 on the last layer, lr 0.3). This shows the whole loop (sampler →
-    /// perturbed forward → g → update) moves B downhill on real data; it says nothing about
-    /// generalisation (the recipe's dev numbers do that). Every knob that sets the step size is
-    /// pinned here so that a recipe change cannot move it. Seeds 1–8 took the loss from 0.78 to
-    /// 0.37–0.52 (the smallest drop 0.26); the test asks for 0.1. Three steps of q 2 at lr 0.1,
-    /// which this test used to run, dropped it by only 0.02–0.29: too close to its bar. The label
-    /// words are pinned too (MeZO's terrible / great): the built-in sst2's negative / positive
-    /// start these 8 at a lower loss (0.56).
-    @Test func trainingLowersTheLossOnItsExamples() throws {
+    /// Dev loss before and after `steps` P-RGE steps on SST-2 dev rows `train`, scored on rows
+    /// `dev`. Every knob that sets the step size is pinned (q 4, b 8, ε 5e-2, lr 0.3, rank 4 /
+    /// α 12 on the last layer, seed 1) so that a recipe change cannot move these tests, and so
+    /// are the label words (MeZO's terrible / great: the built-in sst2's negative / positive
+    /// start lower, e.g. 0.56 instead of 0.78 on rows 0..<8).
+    private func lossBeforeAndAfter(steps: UInt64, train: Range<Int>, dev: Range<Int>) throws -> (Float, Float) {
         let task = #"{"template": "{sentence} It was", "labels": [" terrible", " great"]}"#
         let t = try TrainFixtures.trainer(#""seed": 1, "q": 4, "lr": 0.3, "eps": 0.05, "batch": 8, "adapter": {"rank": 4, "alpha": 12, "layers": [29]}"#,
-                                          task: task, train: 0..<8, dev: 0..<8)
-        let before = try t.evaluate(split: .dev)
-        try t.run(maxSteps: 5)
-        let after = try t.evaluate(split: .dev)
-        #expect(after.loss < before.loss - 0.1, "loss on the 8 training examples \(before.loss) → \(after.loss)")
+                                          task: task, train: train, dev: dev)
+        let before = try t.evaluate(split: .dev).loss
+        try t.run(maxSteps: steps)
+        return (before, try t.evaluate(split: .dev).loss)
+    }
+
+    /// The model fits its own training examples: 8 SST-2 sentences, the minibatch is all 8, and
+    /// the loss (candidate cross-entropy) is measured on those same 8 before and after 5 P-RGE
+    /// steps. This shows the whole loop (sampler → perturbed forward → g → update) moves B
+    /// downhill on real data; it says nothing about generalisation (the next test and the
+    /// recipe's dev numbers do that). Seeds 1–8 took the loss from 0.78 to 0.37–0.52 (the
+    /// smallest drop 0.26); the test asks for 0.1. Three steps of q 2 at lr 0.1, which this test
+    /// used to run, dropped it by only 0.02–0.29: too close to its bar.
+    @Test func trainingLowersTheLossOnItsExamples() throws {
+        let (before, after) = try lossBeforeAndAfter(steps: 5, train: 0..<8, dev: 0..<8)
+        #expect(after < before - 0.1, "loss on the 8 training examples \(before) → \(after)")
     }
 
     /// What the issue asks of a short real run: the loss on sentences it never trains on goes
-    /// down. 10 P-RGE steps (q 4, b 8, rank 4 / α 12 on the last layer, lr 0.3) drawn from 64
-    /// SST-2 sentences; dev is 32 others. Seeds 1–5 took the dev loss from 1.01 to 0.65–0.73
-    /// (the smallest drop 0.28); the test asks for 0.1.
+    /// down. 10 P-RGE steps drawn from 64 SST-2 sentences; dev is 32 others. Seeds 1–5 took the
+    /// dev loss from 1.01 to 0.65–0.73 (the smallest drop 0.28); the test asks for 0.1.
     @Test func devLossFallsOnHeldOutSentences() throws {
-        let task = #"{"template": "{sentence} It was", "labels": [" terrible", " great"]}"#
-        let t = try TrainFixtures.trainer(#""seed": 1, "q": 4, "lr": 0.3, "eps": 0.05, "batch": 8, "adapter": {"rank": 4, "alpha": 12, "layers": [29]}"#,
-                                          task: task, train: 0..<64, dev: 100..<132)
-        let before = try t.evaluate(split: .dev)
-        try t.run(maxSteps: 10)
-        let after = try t.evaluate(split: .dev)
-        #expect(after.loss < before.loss - 0.1, "dev loss on 32 held-out sentences \(before.loss) → \(after.loss)")
+        let (before, after) = try lossBeforeAndAfter(steps: 10, train: 0..<64, dev: 100..<132)
+        #expect(after < before - 0.1, "dev loss on 32 held-out sentences \(before) → \(after)")
     }
 }
