@@ -70,7 +70,10 @@ enum TrainFixtures {
         #expect(c.task.labels == [" bad", " good"] && c.estimator == .rge && c.q == 3 && c.batch == 5)
         #expect(c.eps == 0.001 && c.lr == 0.25 && c.schedule == .cosine && c.loss == .full && c.steps == 100)
         #expect(c.lrMin == 0.25 && c.lrHorizon == 60)
-        #expect(try TrainConfig.parse(#"{"lr_horizon": null}"#).lrHorizon == nil)
+        // null unsets the optionals whose recipe default is a value, and reads back as null.
+        let unset = try TrainConfig.parse(#"{"lr_horizon": null, "eval_limit": null, "adapter": {"layers": null}}"#)
+        #expect(unset.lrHorizon == nil && unset.evalLimit == nil && unset.adapter.layers == nil)
+        #expect(try TrainConfig.parse(JSONNode(unset.json)).json == unset.json)
         #expect(c.minutes == 2.5 && c.evalEvery == 10 && c.evalLimit == 50 && c.seed == 42 && c.numericMode == .bf16)
         #expect(c.adapter.rank == 4 && c.adapter.alpha == 8 && c.adapter.targets == [.q, .v] && c.adapter.layers == [1, 0])
         #expect(c.checkpoint == "ck.gguf" && c.stepLog == "steps.bin" && c.maxLength == 64 && c.devSplit == 20)

@@ -139,7 +139,7 @@ public struct TrainConfig: Sendable {
             lrMin = try v.float()
             guard (0...1).contains(lrMin) else { throw v.error("must be in [0, 1], got \(lrMin)") }
         }
-        if try node.object().contains(where: { $0.0 == "lr_horizon" && $0.1.isNull }) { lrHorizon = nil }
+        if try node.isNull("lr_horizon") { lrHorizon = nil }
         else if let v = try node.field("lr_horizon") { lrHorizon = try v.int(in: 1...(1 << 40)) }
         if let v = try choice("loss", LossKind.self) { loss = v }
         if let v = try node.field("steps") { steps = try v.int(in: 1...(1 << 40)) }
@@ -149,7 +149,8 @@ public struct TrainConfig: Sendable {
             minutes = m
         }
         if let v = try node.field("eval_every") { evalEvery = try v.int(in: 0...(1 << 40)) }
-        if let v = try node.field("eval_limit") { evalLimit = try v.int(in: 1...(1 << 40)) }
+        if try node.isNull("eval_limit") { evalLimit = nil }
+        else if let v = try node.field("eval_limit") { evalLimit = try v.int(in: 1...(1 << 40)) }
         if let v = try node.field("seed") { seed = try v.uint64() }
         if let v = try choice("numeric_mode", NumericMode.self) { numericMode = v }
         if let v = try node.field("threads") { threads = try v.int(in: 0...1024) }
@@ -202,7 +203,7 @@ extension LoRAConfig {
     /// except "layers": null, which means all layers.
     public mutating func apply(options node: JSONNode) throws {
         try node.checkKeys(["rank", "alpha", "targets", "layers", "seed"])
-        if try node.object().contains(where: { $0.0 == "layers" && $0.1.isNull }) { layers = nil }
+        if try node.isNull("layers") { layers = nil }
         if let v = try node.field("rank") { rank = try v.int(in: 1...LoRAConfig.maxRank) }
         if let v = try node.field("alpha") {
             let a = try v.float()

@@ -241,6 +241,12 @@ public struct JSONNode: Sendable {
         return v
     }
 
+    /// True when the member `key` is present and null: the way a config unsets an optional whose
+    /// default is a value (`field` cannot tell null from missing).
+    public func isNull(_ key: String) throws -> Bool {
+        try object().last(where: { $0.0 == key })?.1.isNull ?? false
+    }
+
     /// The member `key`, which must be present and not null.
     public func require(_ key: String) throws -> JSONNode {
         guard let v = try field(key) else { throw JSONNode(.null, source: source, path: Self.child(path, key)).error("missing") }
