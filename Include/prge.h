@@ -234,14 +234,14 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  *    "estimator": "prge" | "rge" | "mezo",   "q": 4, "batch": 4, "eps": 1e-2, "lr": ...,
  *    "schedule": "constant" | "linear" | "cosine", "lr_min": 0.1, "lr_horizon": 2000 | null,
  *    "loss": "full" | "candidates",
- *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N, "seed": S,
+ *    "steps": N, "minutes": M, "eval_every": N, "eval_limit": N | null, "seed": S,
  *    "numeric_mode": "fp32" | "bf16" | "int8", "threads": N, "adapter": {adapter options},
  *    "checkpoint": "path.gguf", "log": "path.jsonl"}
  * The schedule multiplies lr by lr_min + (1 − lr_min)·f(t), f = 1, 1 − t or ½(1 + cos πt), with t
  * the fraction of "steps" (or of the run's budget) done, and at least step / lr_horizon: the
  * decay is over by step lr_horizon however long the run.
  * "eval_limit": N evaluates on N dev examples spread over the set (a fixed subset, the same
- * for every seed), not the first N: dev files are often sorted by label.
+ * for every seed), not the first N: dev files are often sorted by label; null: all of it.
  * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
  * "step_log": "path.bin" (the replayable per-step record). The command line's members
  * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.
