@@ -143,7 +143,7 @@ typedef struct prge_adapter prge_adapter;
 /* Creates a fresh adapter for `model` (B = 0, A from the seed). `json_options` (NULL or "" for
  * the defaults: the training recipe's adapter) is a JSON object with any of:
  *   {"rank": 2, "alpha": 11.3137 (8·√2), "targets": ["q","k","v","o","gate","up","down"],
- *    "layers": [int, ...] (default [-10, ..., -1]: the top 10; negative indices count from
+ *    "layers": [int, ...] (default [-15, ..., -1]: the top 15; negative indices count from
  *    the last layer; null: all layers), "seed": 0}
  * Targets may also be given by their GGUF names ("attn_q", ..., "ffn_down"). Malformed JSON,
  * unknown keys and wrong types give PRGE_ERR_FORMAT, a layer the model lacks

@@ -589,10 +589,10 @@ static void test_adapters(prge_model *m) {
     prge_adapter *a = NULL;
     size_t n = 0;
 
-    /* Defaults (the training recipe's): all 7 projections of the top 10 layers, rank 2. */
+    /* Defaults (the training recipe's): all 7 projections of the top 15 layers, rank 2. */
     EXPECT_OK(prge_adapter_create(m, NULL, &a));
     EXPECT_OK(prge_adapter_n_params(a, &n));
-    CHECK(n == 10u * 2u * (576 + 192 + 192 + 576 + 1536 + 1536 + 576), "default n_params %zu", n);
+    CHECK(n == 15u * 2u * (576 + 192 + 192 + 576 + 1536 + 1536 + 576), "default n_params %zu", n);
     /* B = 0: exactly the base model. */
     CHECK(last_logits(m, a, logits), "forward with a fresh adapter");
     CHECK(max_abs_diff(logits, base_logits, N_VOCAB) == 0.0f,

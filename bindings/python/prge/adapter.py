@@ -56,7 +56,7 @@ class Adapter(Owner):
     ) -> "Adapter":
         """A fresh adapter for ``model`` (B = 0, A drawn from ``seed``). Options left at
         ``None`` take the library's defaults, the training recipe's adapter (rank 2, alpha 8·√2,
-        all seven projections ``"q","k","v","o","gate","up","down"`` of the top 10 layers,
+        all seven projections ``"q","k","v","o","gate","up","down"`` of the top 15 layers,
         seed 0)."""
         handle = _model_handle(model)
         options: Dict[str, Any] = {}

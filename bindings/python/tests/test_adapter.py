@@ -16,7 +16,7 @@ B_ROWS_PER_LAYER = 5184
 
 def test_n_params_follows_rank_targets_and_layers(model: prge.Model) -> None:
     with prge.Adapter.create(model) as default:
-        assert default.n_params == 10 * B_ROWS_PER_LAYER * 2  # the recipe: top 10 layers, rank 2
+        assert default.n_params == 15 * B_ROWS_PER_LAYER * 2  # the recipe: top 15 layers, rank 2
     with prge.Adapter.create(
         model, rank=4, targets=["q", "v"], layers=[0, 29], alpha=8, seed=3
     ) as small:
