@@ -7,8 +7,9 @@
 #   benchmarks/accuracy.sh [MINUTES | STEPSs] [TASK ...]     default: 20 minutes, sst2
 #   e.g. benchmarks/accuracy.sh 5 mr cr subj        (5 minutes each)
 #        THREADS=1 benchmarks/accuracy.sh 600s mr   (600 steps, one thread: runs side by side)
+#        SEED=1 benchmarks/accuracy.sh 20 sst2      (another seed; the default is the recipe's)
 #
-# Prints one line per task and writes build/accuracy/<task>.{log.jsonl,gguf,json}.
+# Prints one line per task and writes build/accuracy/<task>[-seedS].{log.jsonl,gguf,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-20}; shift || true
@@ -21,12 +22,12 @@ prge=build/bin/prge
 mkdir -p build/accuracy
 printf '%-8s %9s %9s %7s %8s %6s\n' task zero-shot after steps budget n
 for t in "${tasks[@]}"; do
-    out=build/accuracy/$t
+    out=build/accuracy/$t${SEED:+-seed$SEED}
     if [ -f "$data/$t/train.jsonl" ]; then split=(--train "$data/$t/train.jsonl" --dev "$data/$t/dev.jsonl")
     else split=(--dev "$data/$t/dev.jsonl" --dev-split 200); fi   # dev-only tasks (boolq): train on the rest
     before=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --json)
     $prge train --model "$model" --task "$t" "${split[@]}" --out "$out.gguf" \
-        "${limit[@]}" --threads "${THREADS:-0}" --log "$out.log.jsonl" --json > "$out.json"
+        "${limit[@]}" ${SEED:+--seed "$SEED"} --threads "${THREADS:-0}" --log "$out.log.jsonl" --json > "$out.json"
     after=$($prge eval --model "$model" --task "$t" --data "$data/$t/dev.jsonl" --adapter "$out.gguf" --json)
     python3 - "$t" "$before" "$after" "$out.json" "$budget" <<'PY'
 import json, sys
