@@ -90,6 +90,20 @@ import Glibc
         #expect(try Self.adapter { $0.seed = 10 }.slots[0].a != ad.slots[0].a)
     }
 
+    /// a_scale multiplies A's init bound per projection: the same stream, scaled (by a power of
+    /// two here, so bit for bit); other projections keep their A; scales of 1 and of projections
+    /// that are not targets drop out of the normalised config.
+    @Test func aScaleScalesTheInitOfA() throws {
+        let plain = try Self.adapter { $0.seed = 9 }
+        let scaled = try Self.adapter { $0.seed = 9; $0.aScale = [.v: 0.25, .down: 1] }
+        #expect(scaled.config.aScale == [.v: 0.25])
+        for (x, y) in zip(plain.slots, scaled.slots) {
+            #expect(y.a == (x.proj == .v ? x.a.map { $0 * 0.25 } : x.a), "layer \(x.layer) \(x.proj.shortName)")
+        }
+        let noV = try Self.adapter { $0.targets = [.q]; $0.aScale = [.v: 0.5] }
+        #expect(noV.config.aScale.isEmpty)
+    }
+
     @Test func subsetOfLayersAndTargets() throws {
         let ad = try Self.adapter { $0.targets = [.v, .q]; $0.layers = [5, 2]; $0.rank = 4; $0.alpha = 4 }
         #expect(ad.config.targets == [.q, .v] && ad.config.layers == [2, 5], "config is normalised")
@@ -104,6 +118,7 @@ import Glibc
             ("no target", { $0.targets = [] }), ("duplicate target", { $0.targets = [.q, .q] }),
             ("layer 30", { $0.layers = [30] }), ("layer -31", { $0.layers = [-31] }), ("duplicate layer", { $0.layers = [1, 1] }),
             ("empty layer list", { $0.layers = [] }),
+            ("a_scale of v", { $0.aScale = [.v: 0] }), ("a_scale of q", { $0.aScale = [.q: .infinity] }),
         ]
         for (text, edit) in edits {
             #expect(throws: PRGEError.self, "\(text)") { try Self.adapter(edit) }
@@ -117,7 +132,9 @@ import Glibc
 
     /// An adapter with non-zero B (as after training) and metadata.
     static func trained() throws -> LoRAAdapter {
-        let ad = try adapter { $0.seed = 77; $0.rank = 8; $0.alpha = 16; $0.targets = [.q, .v, .down]; $0.layers = [0, 7, 29] }
+        let ad = try adapter {
+            $0.seed = 77; $0.rank = 8; $0.alpha = 16; $0.targets = [.q, .v, .down]; $0.layers = [0, 7, 29]; $0.aScale = [.v: 0.5]
+        }
         for s in ad.slots {
             s.b.withUnsafeMutableBufferPointer { fillNormal(into: $0, key: RNGKey(seed: 1, step: 2, query: 3, tensor: UInt32(s.index)), start: 0) }
         }
@@ -151,6 +168,7 @@ import Glibc
             #expect(f["prge.rank"] == .uint32(8) && f["prge.seed"] == .uint64(77) && f["prge.rng_version"] == .uint32(rngVersion))
             #expect(f["prge.targets"] == .array(.string, [.string("q"), .string("v"), .string("down")]))
             #expect(f["prge.layers"] == .array(.int32, [.int32(0), .int32(7), .int32(29)]))
+            #expect(f["prge.a_scale"] == .array(.float32, [.float32(1), .float32(0.5), .float32(1)]))   // per prge.targets
             let a = try #require(f.tensor("blk.7.ffn_down.weight.lora_a"))
             let b = try #require(f.tensor("blk.7.ffn_down.weight.lora_b"))
             #expect(a.dims == [1536, 8] && a.type == .f32)     // ne [n_in, r]
@@ -261,6 +279,8 @@ import Glibc
         Self.expectFormatError(try resave("prge.targets", .array(.string, [.string("q")])), containing: "prge.targets")
         Self.expectFormatError(try resave("prge.layers", nil), containing: "prge.layers")
         Self.expectFormatError(try resave("prge.seed", .string("x")), containing: "prge.seed")
+        Self.expectFormatError(try resave("prge.a_scale", .array(.float32, [.float32(1), .float32(0.5)])), containing: "prge.a_scale")
+        Self.expectFormatError(try resave("prge.a_scale", .array(.float32, [.float32(1), .float32(0), .float32(1)])), containing: "prge.a_scale")
         // Truncated file: the GGUF reader's error.
         Self.expectFormatError(Array(ours.dropLast(100)), containing: "truncated")
     }

@@ -62,7 +62,7 @@ enum TrainFixtures {
              "estimator": "rge", "q": 3, "batch": 5, "eps": 0.001, "lr": 0.25, "schedule": "cosine", "loss": "full",
              "lr_min": 0.25, "lr_horizon": 60,
              "steps": 100, "minutes": 2.5, "eval_every": 10, "eval_limit": 50, "seed": 42, "numeric_mode": "bf16",
-             "threads": 1, "adapter": {"rank": 4, "alpha": 8, "targets": ["q", "v"], "layers": [1, 0], "seed": 3},
+             "threads": 1, "adapter": {"rank": 4, "alpha": 8, "targets": ["q", "v"], "layers": [1, 0], "seed": 3, "a_scale": {"v": 0.5}},
              "checkpoint": "ck.gguf", "log": "log.jsonl", "step_log": "steps.bin", "model": "m.gguf",
              "train": "t.jsonl", "dev": "d.jsonl", "out": "o.gguf", "max_length": 64, "dev_split": 20}
             """
@@ -76,6 +76,7 @@ enum TrainFixtures {
         #expect(try TrainConfig.parse(JSONNode(unset.json)).json == unset.json)
         #expect(c.minutes == 2.5 && c.evalEvery == 10 && c.evalLimit == 50 && c.seed == 42 && c.numericMode == .bf16)
         #expect(c.adapter.rank == 4 && c.adapter.alpha == 8 && c.adapter.targets == [.q, .v] && c.adapter.layers == [1, 0])
+        #expect(c.adapter.aScale == [.v: 0.5])
         #expect(c.checkpoint == "ck.gguf" && c.stepLog == "steps.bin" && c.maxLength == 64 && c.devSplit == 20)
         // The serialized config reads back as the same config.
         let again = try TrainConfig.parse(JSONNode(c.json))
@@ -89,6 +90,11 @@ enum TrainFixtures {
         expectError(containing: "$.lr: expected number, got string") { _ = try TrainConfig.parse(#"{"lr": "big"}"#) }
         expectError(containing: "$.adapter.rnk: unknown key") { _ = try TrainConfig.parse(#"{"adapter": {"rnk": 2}}"#) }
         expectError(containing: "$.adapter.targets[1]: unknown target 'qq'") { _ = try TrainConfig.parse(#"{"adapter": {"targets": ["q", "qq"]}}"#) }
+        expectError(containing: "$.adapter.a_scale.vv: unknown target 'vv'") { _ = try TrainConfig.parse(#"{"adapter": {"a_scale": {"vv": 1}}}"#) }
+        expectError(containing: "$.adapter.a_scale.v: a_scale must be > 0") { _ = try TrainConfig.parse(#"{"adapter": {"a_scale": {"v": -1}}}"#) }
+        expectError(containing: "$.adapter.a_scale.attn_v: target 'attn_v' repeats") {
+            _ = try TrainConfig.parse(#"{"adapter": {"a_scale": {"v": 1, "attn_v": 2}}}"#)
+        }
         expectError(containing: "$.schedule: unknown value 'step'") { _ = try TrainConfig.parse(#"{"schedule": "step"}"#) }
         expectError(containing: "$.q: MeZO uses one direction") { _ = try TrainConfig.parse(#"{"estimator": "mezo", "q": 4}"#) }
         expectError(containing: "$.task: unknown task 'sst3'") { _ = try TrainConfig.parse(#"{"task": "sst3"}"#) }

@@ -10,7 +10,9 @@
 //
 // prge's own keys (llama.cpp keeps scalars as metadata and skips arrays, so they are harmless):
 //   prge.rank u32, prge.seed u64, prge.targets [string] (short names), prge.layers [i32]
-//   (absent = all layers), prge.rng_version u32, then `LoRAAdapter.metadata` (step, η, ε, …).
+//   (absent = all layers), prge.a_scale [f32] (one per prge.targets entry; absent = all 1: the
+//   init scale of A, a record only, since A is read from the file), prge.rng_version u32, then
+//   `LoRAAdapter.metadata` (step, η, ε, …).
 // A file without prge.rank is foreign: rank comes from the tensor shapes, α from
 // adapter.lora.alpha (absent or 0: α = rank, i.e. scale 1, which is what llama.cpp does then), and
 // A and B both from the file. A foreign adapter may adapt any set of (layer, projection) pairs,
@@ -21,8 +23,8 @@
 public enum AdapterFile {
     // Keys written and interpreted here; `LoRAAdapter.metadata` may not use them.
     static let rankKey = "prge.rank", seedKey = "prge.seed", targetsKey = "prge.targets"
-    static let layersKey = "prge.layers", rngKey = "prge.rng_version"
-    static let reserved: Set<String> = [rankKey, seedKey, targetsKey, layersKey, rngKey]
+    static let layersKey = "prge.layers", rngKey = "prge.rng_version", aScaleKey = "prge.a_scale"
+    static let reserved: Set<String> = [rankKey, seedKey, targetsKey, layersKey, rngKey, aScaleKey]
 
     /// Writes `adapter` atomically to `path`.
     public static func save(_ adapter: LoRAAdapter, to path: String, architecture: String = "llama") throws {
@@ -67,6 +69,9 @@ public enum AdapterFile {
         w.add(seedKey, .uint64(ad.config.seed))
         w.add(targetsKey, .array(.string, ad.config.targets.map { .string($0.shortName) }))
         if let layers = ad.config.layers { w.add(layersKey, .array(.int32, layers.map { .int32(Int32($0)) })) }
+        if !ad.config.aScale.isEmpty {
+            w.add(aScaleKey, .array(.float32, ad.config.targets.map { .float32(ad.config.aScale[$0] ?? 1) }))
+        }
         w.add(rngKey, .uint32(rngVersion))
         for (key, value) in ad.metadata {
             guard key.hasPrefix("prge."), !reserved.contains(key) else {
@@ -205,6 +210,14 @@ public enum AdapterFile {
             }
         } else {
             guard c.layers == nil else { throw fail("no \(layersKey), yet only layers \(layers) are adapted") }
+        }
+        if let v = f[aScaleKey] {
+            let scales = (v.array ?? []).compactMap { $0.double.map(Float.init) }
+            guard v.array?.count == targets.count, scales.count == targets.count,
+                  scales.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw fail("\(aScaleKey) must hold one finite number > 0 per target \(targets.map(\.shortName))")
+            }
+            c.aScale = Dictionary(uniqueKeysWithValues: zip(targets, scales).filter { $0.1 != 1 })
         }
         let extra = f.metadata.filter { $0.key.hasPrefix("prge.") && !reserved.contains($0.key) }.map { ($0.key, $0.value) }
         return (c, extra)

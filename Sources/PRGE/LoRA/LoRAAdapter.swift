@@ -40,6 +40,11 @@ public struct LoRAConfig: Sendable, Equatable {
     /// a recipe can say "the top 10 layers" whatever the model's depth.
     public var layers: [Int]? = nil
     public var seed: UInt64 = 0        // A of slot i comes from RNGKey.loraInit(seed, i)
+    /// Multiplies A's init bound per projection (absent: 1). A per-tensor preconditioner for
+    /// zero-order training: with A scaled by s, a perturbation of B moves that projection's
+    /// output s× as much and the same update moves it s× again, so s scales that tensor's
+    /// step size by s² relative to the others, while the file stays a plain LoRA (A is stored).
+    public var aScale: [Projection: Float] = [:]
     public init() {}
 
     public static let maxRank = 1024
@@ -90,7 +95,8 @@ public final class LoRAAdapter {
     }
 
     /// A fresh adapter: A Kaiming-uniform (bound 1/√d_in, PyTorch's default for a Linear layer
-    /// and the P-RGE code's), B zero. `shape` gives each projection's (d_in, d_out).
+    /// and the P-RGE code's; times `aScale[p]` where given), B zero. `shape` gives each
+    /// projection's (d_in, d_out).
     public convenience init(config: LoRAConfig, nLayer: Int, shape: (Projection) -> (dIn: Int, dOut: Int)) throws {
         let cfg = try Self.validated(config, nLayer: nLayer)
         var slots: [LoRASlot] = []
@@ -102,7 +108,7 @@ public final class LoRAAdapter {
                 }
                 let r = cfg.rank, index = slots.count
                 var a = [Float](repeating: 0, count: r * dIn)
-                let bound = 1 / Float(dIn).squareRoot()
+                let bound = (cfg.aScale[p] ?? 1) / Float(dIn).squareRoot()
                 a.withUnsafeMutableBufferPointer {
                     fillUniform(into: $0, key: .loraInit(seed: cfg.seed, tensor: UInt32(index)), start: 0, lo: -bound, hi: bound)
                 }
@@ -147,8 +153,14 @@ public final class LoRAAdapter {
         guard Set(c.targets).count == c.targets.count else {
             throw PRGEError.invalid("LoRA: duplicate target in \(c.targets.map(\.shortName))")
         }
+        if let (p, s) = c.aScale.first(where: { !($0.value.isFinite && $0.value > 0) }) {
+            throw PRGEError.invalid("LoRA: a_scale of \(p.shortName) is \(s); it must be finite and > 0")
+        }
         var out = c
         out.targets = c.targets.sorted { $0.rawValue < $1.rawValue }
+        // Only adapted projections, and 1 is the default: one spelling per config (a recipe's
+        // scale for v does not stop a user from leaving v out of the targets).
+        out.aScale = c.aScale.filter { c.targets.contains($0.key) && $0.value != 1 }
         if let given = c.layers {
             guard !given.isEmpty else { throw PRGEError.invalid("LoRA: empty layer list (use null for all layers)") }
             if let bad = given.first(where: { $0 < -nLayer || $0 >= nLayer }) {

@@ -21,7 +21,7 @@ import Glibc
 //   steps         total steps of the training (what `prge train` runs, counting resumed ones)
 //   minutes       time budget of one run          eval_every, eval_limit (null: whole dev set)
 //   seed          perturbations and minibatch order   threads (0: all cores)
-//   numeric_mode  "fp32" | "bf16" | "int8"          adapter {rank, alpha, targets, layers, seed}
+//   numeric_mode  "fp32" | "bf16" | "int8"          adapter {rank, alpha, targets, layers, seed, a_scale}
 //   checkpoint    path: written at every evaluation and at the end of a run
 //   log           path of the JSONL training log    step_log  path of the binary step log
 // Command line members (the C ABI ignores them): model, train, dev, out (the best adapter),
@@ -199,10 +199,11 @@ public struct TrainConfig: Sendable {
 
 extension LoRAConfig {
     /// Sets the adapter options present in `node`: {"rank", "alpha", "targets", "layers",
-    /// "seed"} as prge.h documents them for prge_adapter_create; null keeps the current value,
-    /// except "layers": null, which means all layers.
+    /// "seed", "a_scale"} as prge.h documents them for prge_adapter_create; null keeps the
+    /// current value, except "layers": null, which means all layers. "a_scale" replaces the
+    /// whole map ({} = every A at its plain init).
     public mutating func apply(options node: JSONNode) throws {
-        try node.checkKeys(["rank", "alpha", "targets", "layers", "seed"])
+        try node.checkKeys(["rank", "alpha", "targets", "layers", "seed", "a_scale"])
         if try node.isNull("layers") { layers = nil }
         if let v = try node.field("rank") { rank = try v.int(in: 1...LoRAConfig.maxRank) }
         if let v = try node.field("alpha") {
@@ -234,6 +235,16 @@ extension LoRAConfig {
             }
         }
         if let v = try node.field("seed") { seed = try v.uint64() }
+        if let v = try node.field("a_scale") {
+            var scales: [Projection: Float] = [:]
+            for (name, item) in try v.object() {
+                guard let p = Projection(name: name) else { throw item.error("unknown target '\(name)'") }
+                let s = try item.float()
+                guard s > 0 else { throw item.error("a_scale must be > 0, got \(s)") }
+                guard scales.updateValue(s, forKey: p) == nil else { throw item.error("target '\(name)' repeats") }
+            }
+            aScale = scales
+        }
     }
 
     /// The options as JSON, in the form `apply(options:)` reads.
@@ -241,6 +252,7 @@ extension LoRAConfig {
         .object([("rank", .number(Double(rank))), ("alpha", .float(alpha)),
                  ("targets", .array(targets.map { .string($0.shortName) })),
                  ("layers", layers.map { .array($0.map { .number(Double($0)) }) } ?? .null),
-                 ("seed", .number(Double(seed)))])
+                 ("seed", .number(Double(seed))),
+                 ("a_scale", .object(Projection.allCases.compactMap { p in aScale[p].map { (p.shortName, .float($0)) } }))])
     }
 }
