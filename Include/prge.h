@@ -144,7 +144,9 @@ typedef struct prge_adapter prge_adapter;
  * the defaults: the training recipe's adapter) is a JSON object with any of:
  *   {"rank": 2, "alpha": 11.3137 (8·√2), "targets": ["q","k","v","o","gate","up","down"],
  *    "layers": [int, ...] (default [-15, ..., -1]: the top 15; negative indices count from
- *    the last layer; null: all layers), "seed": 0}
+ *    the last layer; null: all layers), "seed": 0,
+ *    "a_scale": {"v": 0.5, ...} (multiplies A's init bound per target, default 1: a tensor's
+ *    zero-order step then moves its output s^2 as much as the others'; replaces the whole map)}
  * Targets may also be given by their GGUF names ("attn_q", ..., "ffn_down"). Malformed JSON,
  * unknown keys and wrong types give PRGE_ERR_FORMAT, a layer the model lacks
  * PRGE_ERR_INVALID_ARGUMENT; messages name the JSON path ("json_options: $.rank: ...").

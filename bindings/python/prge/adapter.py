@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from ctypes import byref, c_size_t, c_void_p
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
 
 from . import _capi
 from ._common import Owner, PathLike, check, path_arg
@@ -53,11 +53,13 @@ class Adapter(Owner):
         targets: Optional[Sequence[str]] = None,
         layers: Optional[Sequence[int]] = None,
         seed: Optional[int] = None,
+        a_scale: Optional[Mapping[str, float]] = None,
     ) -> "Adapter":
         """A fresh adapter for ``model`` (B = 0, A drawn from ``seed``). Options left at
         ``None`` take the library's defaults, the training recipe's adapter (rank 2, alpha 8·√2,
         all seven projections ``"q","k","v","o","gate","up","down"`` of the top 15 layers,
-        seed 0)."""
+        seed 0). ``a_scale`` maps targets to a factor on A's init (default 1), e.g.
+        ``{"v": 0.5}``: that tensor's zero-order steps move its output 0.25× as much."""
         handle = _model_handle(model)
         options: Dict[str, Any] = {}
         if rank is not None:
@@ -70,6 +72,8 @@ class Adapter(Owner):
             options["layers"] = list(layers)
         if seed is not None:
             options["seed"] = seed
+        if a_scale is not None:
+            options["a_scale"] = dict(a_scale)
         out = c_void_p()
         check(_capi.prge_adapter_create(handle, json.dumps(options).encode("utf-8"), byref(out)))
         return cls._wrap(model, out.value)

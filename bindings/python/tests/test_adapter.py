@@ -61,6 +61,18 @@ def test_saved_file_is_a_llama_cpp_lora_adapter(model: prge.Model, tmp_path: Pat
     ]
 
 
+def test_a_scale_scales_the_saved_a(model: prge.Model, tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    lora_a = {}
+    for name, a_scale in (("plain", None), ("half", {"q": 0.5})):
+        path = tmp_path / f"{name}.gguf"
+        with prge.Adapter.create(model, rank=4, targets=["q"], layers=[0], a_scale=a_scale) as adapter:
+            adapter.save(path)
+        reader = gguf.GGUFReader(str(path))
+        lora_a[name] = numpy.array(next(t.data for t in reader.tensors if t.name.endswith(".lora_a")))
+    assert numpy.array_equal(lora_a["half"], lora_a["plain"] * 0.5)  # same stream, scaled exactly
+
+
 def test_adapter_errors_carry_the_library_message(
     model: prge.Model, tmp_path: Path, model_path: Path
 ) -> None:
@@ -75,6 +87,7 @@ def test_adapter_errors_carry_the_library_message(
         ({"rank": 0}, "rank"),
         ({"targets": ["q", "nope"]}, "nope"),
         ({"rank": "16"}, "rank"),
+        ({"a_scale": {"v": 0}}, "a_scale"),
     ):
         with pytest.raises(ValueError) as value_error:
             prge.Adapter.create(model, **options)  # type: ignore[arg-type]
