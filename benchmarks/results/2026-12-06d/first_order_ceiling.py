@@ -2,7 +2,7 @@
 import json, math, os, random, sys, time
 import torch, torch.nn as nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
-torch.set_num_threads(2); torch.manual_seed(0); random.seed(0)
+torch.set_num_threads(int(os.environ.get("THREADS", "2"))); torch.manual_seed(0); random.seed(0)
 R, LAYERS, LR, STEPS, OPT = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 mdir = "/work/main/models"; f = "SmolLM2-135M-Instruct.Q4_1.gguf"
 tok = AutoTokenizer.from_pretrained(mdir, gguf_file=f)
@@ -25,7 +25,7 @@ print("B params", sum(b.numel() for b in Bs), flush=True)
 ids = [tok(w, add_special_tokens=False).input_ids[0] for w in (" negative", " positive")]
 rows = lambda p: [json.loads(l) for l in open(p)]
 train = rows("/work/shared/data/sst2/train.jsonl"); dev = rows("/work/shared/data/sst2/dev.jsonl")
-proxy = rows("/tmp/ho/sst2-proxy.jsonl")
+unseen = rows("/work/main/build/accuracy/sst2-unseen.jsonl")  # benchmarks/sst2_unseen.py
 tok.padding_side = "right"
 if tok.pad_token is None: tok.pad_token = tok.eos_token
 def logits2(batch):
@@ -47,5 +47,5 @@ for step in range(1, STEPS + 1):
     loss = nn.functional.cross_entropy(logits2(b), y)
     opt.zero_grad(); loss.backward(); opt.step()
     if step % 100 == 0:
-        print(step, round(time.time()-t0), "dev", evaluate(dev), flush=True)
-print("proxy", evaluate(proxy), flush=True)
+        print(step, round(time.time()-t0), "dev", evaluate(dev), "unseen", evaluate(unseen), flush=True)
+
