@@ -1,56 +1,14 @@
 # Diagnostic: how much of the minibatch gradient w.r.t. LoRA-FA B lies along a "direct path" guess built from
 # last-token activations only (the loss gradient at the final hidden state, written straight into o/down, and
-# through W_down^T into up/gate). Usage: direct_path.py ADAPTER.gguf 0 THREADS. Not a training method: see RECIPE (f).
-import json, math, random, sys
+# through W_down^T into up/gate). Usage: direct_path.py ADAPTER.gguf [THREADS]. Not a training method: see RECIPE (f).
+import os, random, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import numpy as np, torch, torch.nn as nn
-from gguf import GGUFReader
-from transformers import AutoModelForCausalLM, AutoTokenizer
-torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1); torch.manual_seed(0); random.seed(0)
-ADAPTER, NB = sys.argv[1], int(sys.argv[2])
-mdir = "/work/main/models"; f = "SmolLM2-135M-Instruct.Q4_1.gguf"
-tok = AutoTokenizer.from_pretrained(mdir, gguf_file=f)
-model = AutoModelForCausalLM.from_pretrained(mdir, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
-for p in model.parameters(): p.requires_grad_(False)
-rd = GGUFReader(ADAPTER)
-alpha = float(rd.fields["adapter.lora.alpha"].parts[-1][0])
-T = {t.name: np.array(t.data) for t in rd.tensors}
-gg = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
-      "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
-def unperm(w, nh):  # llama.cpp's q/k row permutation, undone as transformers does for the weights
-    d = w.shape[0] // nh // 2
-    return w.reshape(nh, d, 2, *w.shape[1:]).swapaxes(2, 1).reshape(w.shape)
-cfg = model.config
-slots = {}
-class LoRA(nn.Module):
-    def __init__(self, lin, A, B, scale):
-        super().__init__(); self.lin = lin; self.A = torch.tensor(A); self.scale = scale
-        self.B = nn.Parameter(torch.tensor(B))
-    def forward(self, x):
-        y = self.lin(x) + self.scale * (x @ self.A.T) @ self.B.T
-        self.x, self.y = x.detach(), y.detach(); return y
-for L, layer in enumerate(model.model.layers):
-    for mod, names in ((layer.self_attn, ["q_proj", "k_proj", "v_proj", "o_proj"]), (layer.mlp, ["gate_proj", "up_proj", "down_proj"])):
-        for nm in names:
-            key = f"blk.{L}.{gg[nm]}.weight"
-            if key + ".lora_a" not in T: continue
-            A = T[key + ".lora_a"].reshape(-1, getattr(mod, nm).in_features)   # [r, d_in]
-            B = T[key + ".lora_b"].reshape(getattr(mod, nm).out_features, -1)  # [d_out, r]
-            if nm == "q_proj": B = unperm(B, cfg.num_attention_heads)
-            if nm == "k_proj": B = unperm(B, cfg.num_key_value_heads)
-            r = A.shape[0]
-            m = LoRA(getattr(mod, nm), A.astype(np.float32), B.astype(np.float32).copy(), alpha / r)
-            setattr(mod, nm, m); slots[(L, nm)] = m
-kinds = list(gg)
-ids = [tok(w, add_special_tokens=False).input_ids[0] for w in (" negative", " positive")]
-rows = [json.loads(l) for l in open("/work/shared/data/sst2/train.jsonl")]
-dev = [json.loads(l) for l in open("/work/shared/data/sst2/dev.jsonl")]
-tok.padding_side = "right"
-if tok.pad_token is None: tok.pad_token = tok.eos_token
-def loss(batch):
-    enc = tok([r["sentence"].strip() + " It was" for r in batch], add_special_tokens=False, return_tensors="pt", padding=True)
-    out = model(**enc).logits; last = enc.attention_mask.sum(1) - 1
-    global LAST, HL; LAST = last
-    return nn.functional.cross_entropy(out[torch.arange(len(batch)), last][:, ids], torch.tensor([r["label"] for r in batch]))
+from torch_adapter import load, sst2, candidate_loss, KINDS
+model, tok, slots = load(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+rows = sst2("train")
+LASTD = {}
+def loss(batch): return candidate_loss(model, tok, batch, LASTD)
 # How much of the gradient w.r.t. B lies along a forward-computable "direct path" guess: the loss's
 # gradient w.r.t. the final hidden state at the last token (through the final norm and the two label
 # rows only), written straight into o/down outputs, and through W_down's transpose into up/gate.
@@ -65,6 +23,7 @@ for bi in range(8):
     g = torch.autograd.grad(l, allp, retain_graph=True)
     # d l / d h_final at the last tokens, through the norm and lm_head only (no layer below)
     h = hs["h"]; idx = torch.arange(16)
+    LAST = LASTD['last']
     dh = torch.autograd.grad(l, h, retain_graph=True)[0][idx, LAST]      # [16, d_model]
     for ((L, nm), m), gt in zip(slots.items(), g):
         xl = m.x[idx, LAST]                                               # [16, d_in]
