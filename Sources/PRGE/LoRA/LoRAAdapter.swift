@@ -88,6 +88,14 @@ public final class LoRAAdapter {
 
     public var trainableCount: Int { slots.reduce(0) { $0 + $1.b.count } }
 
+    /// Where each slot's B starts when all B's lie slot after slot in one vector (a direction
+    /// over the whole adapter, LoRAPlan.direction): [slots.count + 1], the last is the total.
+    public var flatOffsets: [Int] {
+        var o = [0]
+        for s in slots { o.append(o.last! + s.b.count) }
+        return o
+    }
+
     public func slot(layer: Int, _ p: Projection) -> LoRASlot? {
         guard layer >= 0, layer < nLayer else { return nil }
         let i = lookup[layer * Projection.allCases.count + p.rawValue]

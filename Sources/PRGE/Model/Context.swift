@@ -7,6 +7,14 @@ public final class Context {
     /// Longest sequence accepted (tokens); defaults to the model's training context.
     public var maxLength: Int
     let ws = Workspace()
+    /// Set for one forward by the guide (ZO/Guide.swift): the activations it reads.
+    var capture: ActivationCapture?
+    /// While set, a forward keeps the stream below its first adapted layer in `lowerStash`, and
+    /// a forward of the same batch starts from it (the layers below do not depend on B).
+    var keepLower = false {
+        didSet { if !keepLower { lowerStash = nil } }
+    }
+    var lowerStash: LowerStash?
 
     public init(model: Model, threads: Int = ThreadPool.defaultThreads, mode: NumericMode = .fp32) throws {
         self.model = model

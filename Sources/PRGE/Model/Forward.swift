@@ -4,6 +4,14 @@ import PRGEKernels
 // matrix per linear layer; attention runs per sequence and head. Everything below the first
 // adapted layer depends only on the tokens, so it runs once and is then replicated per copy.
 
+/// The residual stream of one copy of a batch where the first adapted layer reads it: a second
+/// forward of the same batch with another plan (the guided pair) starts there.
+struct LowerStash {
+    let sequences: [[Int32]]
+    let layer: Int
+    let x: [Float]            // [T, d]
+}
+
 /// Where each sequence's rows lie: sequence s owns rows start[s] ..< start[s] + len[s] of one copy.
 struct RowLayout {
     let start: [Int]
@@ -45,6 +53,11 @@ extension Context {
         }
         let L = RowLayout(batch, p0: p0)
         let copies = lora?.copies.count ?? 1
+        if let cap = capture {
+            guard cap.copies.allSatisfy({ $0 < copies }) else { throw PRGEError(.internal, "capture of a copy the plan lacks") }
+            cap.T = L.rowsPerCopy
+            cap.rows = batch.outputs.map { L.start[$0.seq] + $0.pos }
+        }
         let T = L.rowsPerCopy, R = copies * T, d = c.nEmbd
         prepareRope(L)
 
@@ -52,7 +65,15 @@ extension Context {
         embed(batch, into: x)
         let firstAdapted = lora.map { plan in plan.adapter.slots.map(\.layer).min() ?? c.nLayer } ?? c.nLayer
         var active = 1                                              // copies materialized so far
-        for l in 0..<c.nLayer {
+        var start = 0
+        if cache == nil, let s = lowerStash, s.layer == firstAdapted, s.sequences == batch.sequences {
+            s.x.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: T * d) }
+            start = firstAdapted
+        }
+        for l in start..<c.nLayer {
+            if l == firstAdapted && keepLower && start == 0 {
+                lowerStash = LowerStash(sequences: batch.sequences, layer: l, x: Array(UnsafeBufferPointer(start: x, count: T * d)))
+            }
             if l == firstAdapted && copies > 1 {
                 for k in 1..<copies { (x + k * T * d).update(from: x, count: T * d) }
                 active = copies
@@ -61,6 +82,7 @@ extension Context {
         }
         if active < copies { for k in 1..<copies { (x + k * T * d).update(from: x, count: T * d) } }
         cache?.count += T
+        capture?.final = capture?.take(x, ld: d, offset: 0, width: d)
 
         // Gather and normalize only the rows whose logits are wanted.
         let nOut = batch.outputs.count
@@ -141,6 +163,10 @@ extension Context {
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
         project(l, [(.gate, g, ff), (.up, u, ff)], xb, ldx: d, R: R, T: T, lora: lora)
+        if let cap = capture, lora != nil {
+            cap.gate[l] = cap.take(g, ld: ff, offset: 0, width: ff)
+            cap.up[l] = cap.take(u, ld: ff, offset: 0, width: ff)
+        }
         swiglu(pool, g, u, n: R * ff)
         project(l, [(.down, x, d)], g, ldx: ff, R: R, T: T, lora: lora, accumulate: true)     // x += Wdown·h
     }
@@ -156,6 +182,9 @@ extension Context {
         withLoRATerms(slots, lora, input?.0, T: T) { terms in
             let products = zip(outs, terms).map { o, t in MatmulOut(w.matrix(o.p), o.y, ldy: o.ldy, accumulate: accumulate, lora: t) }
             matmul(pool, mode, x, ldx: ldx, k: w.matrix(outs[0].p).cols, products + (input.map { [$0.1] } ?? []), rows: R)
+        }
+        if let cap = capture, let h = input?.0 {
+            for case let s? in slots { cap.ax[s.index] = cap.take(h.h, ld: h.ld, offset: h.column[s.proj]!, width: s.rank) }
         }
     }
 

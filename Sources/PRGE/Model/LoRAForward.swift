@@ -44,14 +44,16 @@ extension Context {
         guard let plan, let input else { return body(slots.map { _ in nil }) }
         let adapted = slots.compactMap { $0 }
         let query = plan.copies.map { Int32($0.query) }, e = plan.copies.map { $0.sign * plan.eps }
+        let offset = plan.adapter.flatOffsets
         let terms = UnsafeMutablePointer<prge_lora_term>.allocate(capacity: max(adapted.count, 1))
         let streams = UnsafeMutablePointer<ZStreams>.allocate(capacity: max(adapted.count, 1))
         defer { terms.deallocate(); streams.deallocate() }
         query.withUnsafeBufferPointer { qp in
             e.withUnsafeBufferPointer { ep in
-                withB(adapted[...], []) { b in
+                withDirection(plan.direction) { dir in withB(adapted[...], []) { b in
                     for (i, s) in adapted.enumerated() {
-                        (streams + i).initialize(to: ZStreams(seed: plan.seed, step: plan.step, tensor: UInt32(s.index)))
+                        (streams + i).initialize(to: ZStreams(seed: plan.seed, step: plan.step, tensor: UInt32(s.index),
+                                                              direction: dir.map { $0 + offset[s.index] }))
                         (terms + i).initialize(to: prge_lora_term(
                             H: input.h + input.column[s.proj]!, ldh: Int64(input.ld), B: b[i], r: Int64(s.rank), T: Int64(T),
                             copies: Int64(plan.copies.count), query: qp.baseAddress, e: ep.baseAddress, normal: drawNormal,
@@ -63,7 +65,7 @@ extension Context {
                         defer { next += 1 }
                         return UnsafePointer(terms + next)
                     })
-                }
+                } }
             }
         }
     }
@@ -75,14 +77,23 @@ extension Context {
     }
 }
 
-/// The z streams of one slot in one step: the key of the LoRA term's draws, less the query.
-private struct ZStreams {
-    let seed: UInt64, step: UInt64, tensor: UInt32
+private func withDirection(_ d: [Float]?, _ body: (UnsafePointer<Float>?) -> Void) {
+    guard let d else { return body(nil) }
+    d.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
-/// The LoRA term's callback: elements start ..< start + count of z(seed, step, query, slot).
+/// The z streams of one slot in one step: the key of the LoRA term's draws, less the query;
+/// or the slot's part of the plan's explicit direction.
+private struct ZStreams {
+    let seed: UInt64, step: UInt64, tensor: UInt32
+    let direction: UnsafePointer<Float>?
+}
+
+/// The LoRA term's callback: elements start ..< start + count of z(seed, step, query, slot),
+/// or of the explicit direction.
 private let drawNormal: prge_normal_fn = { ctx, query, start, count, out in
     let s = ctx!.assumingMemoryBound(to: ZStreams.self).pointee
+    if let d = s.direction { out!.update(from: d + Int(start), count: Int(count)); return }
     fillNormal(into: UnsafeMutableBufferPointer(start: out, count: Int(count)),
                key: RNGKey(seed: s.seed, step: s.step, query: UInt32(query), tensor: s.tensor), start: Int(start))
 }

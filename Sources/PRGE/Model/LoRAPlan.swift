@@ -12,6 +12,9 @@ public struct LoRAPlan {
     public var seed: UInt64
     public var step: UInt64
     public var eps: Float
+    /// One explicit direction instead of the RNG's: all slots' B elements, slot after slot
+    /// (`LoRAAdapter.flatB` order). When set, every copy sees B + sign·ε·direction.
+    public var direction: [Float]?
 
     /// The adapter as trained, no perturbation: inference.
     public init(adapter: LoRAAdapter) {

@@ -38,6 +38,8 @@ public enum Recipe {
     public static let lrMin: Float = 0.1
     public static let lrHorizon: Int? = 2000
     public static let loss: LossKind = .candidates
+    /// The direct-path guided pair (ZO/Guide.swift); nil: plain P-RGE.
+    public static let guide: GuideOptions? = nil
     /// Steps between dev evaluations (0: only at the end of a run).
     public static let evalEvery = 100
     /// Dev examples per evaluation (nil: all).

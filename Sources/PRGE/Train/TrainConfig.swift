@@ -24,6 +24,10 @@ import Glibc
 //   numeric_mode  "fp32" | "bf16" | "int8"          adapter {rank, alpha, targets, layers, seed, a_scale}
 //   checkpoint    path: written at every evaluation and at the end of a run
 //   log           path of the JSONL training log    step_log  path of the binary step log
+//   guide         {"lr_ratio", "eps"} | null: after P-RGE's 2q copies, one ± pair along the
+//                 direct-path guide (ZO/Guide.swift), stepped lr_ratio × the step's lr; prge
+//                 estimator, classification, candidates loss. A guided run has no step log (its
+//                 directions come from activations, which a log cannot replay).
 // Command line members (the C ABI ignores them): model, train, dev, out (the best adapter),
 //   max_length (prompt tokens), dev_split: N = the first N rows of "dev" are the dev set and the
 //   rest of that file is the training set (for tasks with only a dev file, e.g. boolq).
@@ -66,6 +70,7 @@ public struct TrainConfig: Sendable {
     public var checkpoint: String?
     public var log: String?
     public var stepLog: String?
+    public var guide: GuideOptions? = Recipe.guide
     public var model: String?
     public var train: String?
     public var dev: String?
@@ -75,7 +80,7 @@ public struct TrainConfig: Sendable {
 
     public static let keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "lr_min", "lr_horizon", "loss", "steps", "minutes",
                               "eval_every", "eval_limit", "seed", "numeric_mode", "threads", "adapter", "checkpoint",
-                              "log", "step_log", "model", "train", "dev", "out", "max_length", "dev_split"]
+                              "log", "step_log", "guide", "model", "train", "dev", "out", "max_length", "dev_split"]
 
     /// The recipe's defaults for the task `node` names or defines (its per-task override applied).
     public init(task node: JSONNode = JSONNode(.string(Recipe.task), path: "$.task")) throws {
@@ -158,6 +163,20 @@ public struct TrainConfig: Sendable {
         if let v = try path("checkpoint") { checkpoint = v }
         if let v = try path("log") { log = v }
         if let v = try path("step_log") { stepLog = v }
+        if try node.isNull("guide") { guide = nil }
+        else if let v = try node.field("guide") {
+            try v.checkKeys(["lr_ratio", "eps"])
+            var g = guide ?? GuideOptions(lrRatio: 50, eps: eps)
+            if let r = try v.field("lr_ratio") {
+                g.lrRatio = try r.float()
+                guard g.lrRatio >= 0, g.lrRatio.isFinite else { throw r.error("must be >= 0, got \(g.lrRatio)") }
+            }
+            if let e = try v.field("eps") {
+                g.eps = try e.float()
+                guard g.eps > 0, g.eps.isFinite else { throw e.error("must be > 0, got \(g.eps)") }
+            }
+            guide = g
+        }
         if let v = try path("model") { model = v }
         if let v = try path("train") { train = v }
         if let v = try path("dev") { dev = v }
@@ -179,7 +198,8 @@ public struct TrainConfig: Sendable {
             ("eval_every", .number(Double(evalEvery))), ("eval_limit", opt(evalLimit) { .number(Double($0)) }),
             ("seed", .number(Double(seed))), ("numeric_mode", .string(numericMode.rawValue)),
             ("threads", .number(Double(threads))), ("adapter", adapter.json),
-            ("checkpoint", s(checkpoint)), ("log", s(log)), ("step_log", s(stepLog)), ("model", s(model)),
+            ("checkpoint", s(checkpoint)), ("log", s(log)), ("step_log", s(stepLog)),
+            ("guide", opt(guide) { .object([("lr_ratio", .float($0.lrRatio)), ("eps", .float($0.eps))]) }), ("model", s(model)),
             ("train", s(train)), ("dev", s(dev)), ("out", s(out)), ("max_length", .number(Double(maxLength))),
             ("dev_split", opt(devSplit) { .number(Double($0)) }),
         ])
@@ -190,7 +210,7 @@ public struct TrainConfig: Sendable {
     /// the thread count, budgets, evaluation or file paths. ("adapter" is not among them: the
     /// adapter itself is compared, as a trainer may have been given one.)
     var trajectoryJSON: JSONValue {
-        var keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "loss", "seed", "numeric_mode", "max_length"]
+        var keys = ["task", "estimator", "q", "batch", "eps", "lr", "schedule", "loss", "seed", "numeric_mode", "max_length", "guide"]
         if schedule != .constant { keys += ["steps", "lr_min", "lr_horizon"] }
         guard case .object(let all) = json else { return json }
         return .object(all.filter { keys.contains($0.0) })

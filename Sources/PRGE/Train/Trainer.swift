@@ -92,7 +92,7 @@ public final class Trainer {
         // and its step log lines up with it for replay.
         steps = StepLog.trainedSteps(own) ?? 0
         stepper = try ZOStepper(context: context, adapter: own, objective: objective, estimator: config.estimator,
-                                q: config.q, eps: config.eps, seed: config.seed)
+                                q: config.q, eps: config.eps, seed: config.seed, guide: config.guide)
         sampler = Sampler(seed: config.seed, batch: config.batch)
     }
 
@@ -201,7 +201,7 @@ public final class Trainer {
         let result = try stepper.estimate(samples, step: steps, lr: lr)
         let record = result.record
         try stepLog?.append(record)            // logged before B changes
-        applyUpdate(record, to: adapter, pool: context.pool)
+        stepper.apply(result)
         steps += 1
         let dt = seconds(since: t0)
         seconds += dt
@@ -210,7 +210,7 @@ public final class Trainer {
             ("loss_plus", .array(result.lossPlus.map(JSONValue.float))), ("loss_minus", .array(result.lossMinus.map(JSONValue.float))),
             ("g", .array(record.g.map(JSONValue.float))), ("lr", .float(lr)), ("eps", .float(config.eps)),
             ("time", .number(seconds)), ("step_seconds", .number(dt)),
-        ]))
+        ] + (result.guide.map { [("guide_g", JSONValue.float($0.g)), ("guide_lr", .float($0.lr))] } ?? [])))
         return result
     }
 
@@ -362,6 +362,9 @@ public final class Trainer {
     func openLogs() throws {
         guard !logsOpen else { return }
         if let p = config.stepLog {
+            guard config.guide == nil else {
+                throw PRGEError.invalid("step_log \(p): a guided run cannot be replayed from a step log (its guide directions come from activations); unset step_log or guide")
+            }
             let header = StepLogHeader(adapter: adapter, modelSHA256: try fileSHA256(path: model.path))
             stepLog = try StepLogWriter(path: p, header: header, step: steps)
         }

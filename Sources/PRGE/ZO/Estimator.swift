@@ -22,10 +22,29 @@ public struct StepRecord: Sendable, Equatable {
     }
 }
 
+/// The guided pair (Guide.swift): after P-RGE's 2q copies, one ± pair along the direct-path
+/// guide u (a unit vector over all of B), and B ← B − lr_ratio·lr · g_u · u.
+public struct GuideOptions: Sendable, Equatable {
+    /// The guided step's lr as a multiple of the step's (so the schedule applies to both).
+    public var lrRatio: Float
+    public var eps: Float
+    public init(lrRatio: Float, eps: Float) { self.lrRatio = lrRatio; self.eps = eps }
+}
+
+/// One step's measurement along the guide.
+public struct GuideStep: Sendable {
+    public var g: Float            // (L⁺ − L⁻) / 2ε along u
+    public var lr: Float
+    public var lossPlus: Float, lossMinus: Float
+    public var direction: [Float]  // u, LoRAAdapter.flatOffsets order
+}
+
 public struct StepResult: Sendable {
     public var record: StepRecord
     public var lossPlus: [Float]   // L⁺_i
     public var lossMinus: [Float]  // L⁻_i
+    /// The guided pair's measurement, when the stepper has one (nil also when the guide was zero).
+    public var guide: GuideStep?
     /// Mean of all 2q losses: the loss at B, to second order in ε.
     public var loss: Float { (lossPlus.reduce(0, +) + lossMinus.reduce(0, +)) / Float(2 * lossPlus.count) }
 }
@@ -39,12 +58,22 @@ public final class ZOStepper {
     public let q: Int
     public let eps: Float
     public let seed: UInt64
+    public let guide: GuideOptions?
 
     public init(context: Context, adapter: LoRAAdapter, objective: Objective,
-                estimator: Estimator, q: Int, eps: Float, seed: UInt64) throws {
+                estimator: Estimator, q: Int, eps: Float, seed: UInt64, guide: GuideOptions? = nil) throws {
         guard (1...256).contains(q) else { throw PRGEError.invalid("q = \(q) must be in 1...256") }
         guard estimator != .mezo || q == 1 else { throw PRGEError.invalid("MeZO uses one direction: q must be 1, got \(q)") }
         guard eps > 0, eps.isFinite else { throw PRGEError.invalid("eps = \(eps) must be a positive number") }
+        if let gd = guide {
+            guard estimator == .prge, objective.task.kind == .classification, objective.loss == .candidates else {
+                throw PRGEError.invalid("the guide needs the prge estimator on a classification task with the candidates loss")
+            }
+            guard gd.eps > 0, gd.eps.isFinite, gd.lrRatio >= 0, gd.lrRatio.isFinite else {
+                throw PRGEError.invalid("guide eps \(gd.eps) must be > 0 and lr_ratio \(gd.lrRatio) >= 0")
+            }
+        }
+        self.guide = guide
         self.context = context
         self.adapter = adapter
         self.objective = objective
@@ -80,19 +109,45 @@ public final class ZOStepper {
     /// `applyUpdate` turns into the update (callers may log the record first).
     public func estimate(_ samples: [Sample], step: UInt64, lr: Float) throws -> StepResult {
         guard lr.isFinite, lr >= 0 else { throw PRGEError.invalid("learning rate \(lr) must be a non-negative number") }
+        // The guide reads the activations of direction 0's ± pair (copies 0 and q).
+        let capture = guide == nil ? nil : ActivationCapture(copies: [0, q])
+        context.capture = capture
+        context.keepLower = capture != nil          // the guided pair reruns only the adapted layers
+        defer { context.capture = nil; context.keepLower = false }
         let (plus, minus) = try losses(samples, step: step)
+        context.capture = nil
         let g = zip(plus, minus).map { ($0 - $1) / (2 * eps) }
         guard g.allSatisfy(\.isFinite) else {
             throw PRGEError(.state, "step \(step): non-finite loss (L+ \(plus), L- \(minus)); the learning rate is probably too high")
         }
-        return StepResult(record: StepRecord(seed: seed, step: step, lr: lr, eps: eps, g: g), lossPlus: plus, lossMinus: minus)
+        var r = StepResult(record: StepRecord(seed: seed, step: step, lr: lr, eps: eps, g: g), lossPlus: plus, lossMinus: minus)
+        if let opt = guide, let cap = capture { r.guide = try guided(samples, cap, opt, step: step, lr: lr) }
+        return r
+    }
+
+    /// The ± pair along the direct-path guide of `cap`'s activations (nil if the guide is zero).
+    private func guided(_ samples: [Sample], _ cap: ActivationCapture, _ opt: GuideOptions, step: UInt64, lr: Float) throws -> GuideStep? {
+        let t = objective.targets(samples)
+        guard let u = context.directPathGuide(cap, adapter: adapter, candidates: objective.candidates, targets: t) else { return nil }
+        var plan = LoRAPlan(adapter: adapter, copies: [.init(query: 0, sign: 1), .init(query: 0, sign: -1)], seed: seed, step: step, eps: opt.eps)
+        plan.direction = u
+        let l = objective.copyLosses(try objective.logits(context, objective.batch(samples), plan), targets: t, copies: 2)
+        let g = (l[0] - l[1]) / (2 * opt.eps)
+        guard g.isFinite else { throw PRGEError(.state, "step \(step): non-finite loss along the guide (L+ \(l[0]), L- \(l[1]))") }
+        return GuideStep(g: g, lr: opt.lrRatio * lr, lossPlus: l[0], lossMinus: l[1], direction: u)
     }
 
     /// One full step: estimate, then update B in place.
     public func step(_ samples: [Sample], step: UInt64, lr: Float) throws -> StepResult {
         let r = try estimate(samples, step: step, lr: lr)
-        applyUpdate(r.record, to: adapter, pool: context.pool)
+        apply(r)
         return r
+    }
+
+    /// B ← B − lr · (1/q) Σ g_i z_i, then the guided pair's step when there is one.
+    public func apply(_ r: StepResult) {
+        applyUpdate(r.record, to: adapter, pool: context.pool)
+        if let gs = r.guide { applyDirection(gs.direction, coef: gs.lr * gs.g, to: adapter) }
     }
 }
 
