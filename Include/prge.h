@@ -245,7 +245,12 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  * "eval_limit": N evaluates on N dev examples spread over the set (a fixed subset, the same
  * for every seed), not the first N: dev files are often sorted by label; null: all of it.
  * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
- * "step_log": "path.bin" (the replayable per-step record). The command line's members
+ * "step_log": "path.bin" (the replayable per-step record), and "guide": {"lr_ratio": R,
+ * "eps": E} | null: after the 2q copies, one ± pair along the direct-path guide (the loss's
+ * derivative at the last hidden state, sent to each adapted block's o/down/gate/up through the
+ * residual stream; prge estimator, classification, candidates loss), stepped R × lr along
+ * it; a guided run has no step log (its directions come from activations, not the RNG), and
+ * its step reports the 2q random losses (the pair's are in the training log). The command line's members
  * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.
  * Defaults are the library's recipe (docs/RECIPE.md), with the task's own override where it
  * has one (trec: lr 2e-2); the config's keys come after both. Malformed JSON, unknown keys and wrong

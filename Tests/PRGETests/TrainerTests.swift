@@ -20,8 +20,9 @@ enum TrainFixtures {
     /// The tiny config, with `extra` JSON members (text without braces) added.
     static func config(_ extra: String = "", task: String = #""sst2""#) throws -> TrainConfig {
         // Numerics and schedule pinned: the equivalence and resume tests state fp32 tolerances and
-        // step-exact learning rates, whatever the recipe's defaults become.
-        let base = #""task": "# + task + #", "q": 2, "batch": 2, "lr": 0.5, "eval_every": 0, "threads": 2, "numeric_mode": "fp32", "schedule": "constant", "adapter": {"rank": 2, "layers": [28, 29]}"#
+        // step-exact learning rates, whatever the recipe's defaults become; plain P-RGE (the
+        // guided pair has its own tests, GuideTests).
+        let base = #""task": "# + task + #", "q": 2, "batch": 2, "lr": 0.5, "eval_every": 0, "threads": 2, "numeric_mode": "fp32", "schedule": "constant", "guide": null, "adapter": {"rank": 2, "layers": [28, 29]}"#
         return try TrainConfig.parse("{" + base + (extra.isEmpty ? "" : ", " + extra) + "}", source: "test config")
     }
 

@@ -71,6 +71,9 @@ public struct TrainConfig: Sendable {
     public var log: String?
     public var stepLog: String?
     public var guide: GuideOptions? = Recipe.guide
+    /// Whether a config named "guide" itself. The recipe's guide steps aside (`settled`) where
+    /// it cannot apply; a guide the user asked for is an error there instead.
+    var guideGiven = false
     public var model: String?
     public var train: String?
     public var dev: String?
@@ -100,6 +103,15 @@ public struct TrainConfig: Sendable {
         try node.checkKeys(keys)
         var c = try node.field("task").map { try TrainConfig(task: $0) } ?? TrainConfig()
         try c.apply(node)
+        return c.settled
+    }
+
+    /// The recipe's guide only where it applies: the prge estimator on a classification task
+    /// with the candidates loss, and no step log (which cannot replay a guided run).
+    var settled: TrainConfig {
+        var c = self
+        let applies = estimator == .prge && task.kind == .classification && loss == .candidates && stepLog == nil
+        if !guideGiven && !applies { c.guide = nil }
         return c
     }
 
@@ -163,8 +175,9 @@ public struct TrainConfig: Sendable {
         if let v = try path("checkpoint") { checkpoint = v }
         if let v = try path("log") { log = v }
         if let v = try path("step_log") { stepLog = v }
-        if try node.isNull("guide") { guide = nil }
+        if try node.isNull("guide") { guide = nil; guideGiven = true }
         else if let v = try node.field("guide") {
+            guideGiven = true
             try v.checkKeys(["lr_ratio", "eps"])
             var g = guide ?? GuideOptions(lrRatio: 50, eps: eps)
             if let r = try v.field("lr_ratio") {

@@ -6,7 +6,7 @@ import Glibc
 // minibatch gradient, made from activations the step's forward already has. A random direction
 // holds ~1/d of the gradient (d = 155,520 entries of B in the recipe), so P-RGE's finite
 // differences measure it slowly; a finite difference along this direction measures most of it
-// with one ± pair (docs/RECIPE.md, 2026-12-07).
+// with one ± pair (docs/RECIPE.md, 2026-12-06 g).
 //
 // Why it is cheap: every block adds its output into the residual stream, and the residual
 // stream carries it unchanged to the final norm. Taking only that path (the "direct path",
