@@ -73,6 +73,26 @@ import Testing
         #expect(TrainFixtures.bits(plain.adapter) != TrainFixtures.bits(one.adapter))
     }
 
+    /// Checkpoint and resume with the guide on: it is rebuilt from B and the batch, so stopping
+    /// and resuming gives what not stopping gives, bit for bit; a trainer without the guide
+    /// refuses the checkpoint.
+    @Test func guidedResumeIsBitExact() throws {
+        let dir = try TempDir()
+        func config(_ name: String) -> String { #""guide": {"lr_ratio": 20}, "eval_every": 2, "checkpoint": "\#(dir.path)/\#(name).gguf""# }
+        let whole = try TrainFixtures.trainer(config("whole"), train: 0..<6, dev: 6..<8)
+        try whole.run(maxSteps: 4)
+        let first = try TrainFixtures.trainer(config("split"), train: 0..<6, dev: 6..<8)
+        try first.run(maxSteps: 2)
+        let second = try TrainFixtures.trainer(config("split"), train: 0..<6, dev: 6..<8)
+        try second.resume(from: dir.path + "/split.gguf")
+        try second.run(maxSteps: 2)
+        #expect(TrainFixtures.bits(second.adapter) == TrainFixtures.bits(whole.adapter))
+        #expect(TrainFixtures.bits(first.adapter) != TrainFixtures.bits(whole.adapter))
+        expectError(containing: "guide") {
+            try TrainFixtures.trainer(#""guide": null"#, train: 0..<6, dev: 6..<8).resume(from: dir.path + "/split.gguf")
+        }
+    }
+
     /// The guide is a classification option of P-RGE; anything else is a clear error.
     @Test func guideRefusesWhatItCannotGuide() throws {
         let g = #""guide": {"lr_ratio": 50}"#
@@ -89,5 +109,10 @@ import Testing
         #expect(c.guide == GuideOptions(lrRatio: 20, eps: 0.1))
         #expect(try TrainConfig.parse(JSONNode(c.json, source: "round trip")).guide == c.guide)
         #expect(try TrainConfig.parse(#"{"guide": null}"#).guide == nil)
+        // The recipe's guide is on where it applies and steps aside where it cannot.
+        #expect(try TrainConfig.parse("{}").guide == Recipe.guide && Recipe.guide != nil)
+        for other in [#"{"loss": "full"}"#, #"{"estimator": "mezo"}"#, #"{"task": "prompt_response"}"#, #"{"step_log": "s.bin"}"#] {
+            #expect(try TrainConfig.parse(other).guide == nil, "\(other)")
+        }
     }
 }
