@@ -86,11 +86,11 @@ extension Context {
         var delta = [Float](repeating: 0, count: n * d)
         var y = [Float](repeating: 0, count: d), wdy = [Float](repeating: 0, count: d)
         for i in 0..<n {
-            let xi = x[(i * d)..<((i + 1) * d)]
+            let o = i * d                                           // this output's row
             var ss = 0.0
-            for v in xi { ss += Double(v) * Double(v) }
+            for j in 0..<d { ss += Double(x[o + j]) * Double(x[o + j]) }
             let r = Float(1 / (ss / Double(d) + Double(c.rmsEps)).squareRoot())
-            for j in 0..<d { y[j] = xi[i * d + j] * r * wn[j] }
+            for j in 0..<d { y[j] = x[o + j] * r * wn[j] }
             var logit = [Double](repeating: 0, count: K)
             for k in 0..<K { for j in 0..<d { logit[k] += Double(wc[k * d + j]) * Double(y[j]) } }
             let mx = logit.max()!
@@ -103,9 +103,9 @@ extension Context {
             }
             // through y = w ⊙ x·r: dL/dx = r · (w⊙dy − (x·r) · mean(x·r ⊙ w⊙dy))
             var m = 0.0
-            for j in 0..<d { wdy[j] *= wn[j]; m += Double(xi[i * d + j] * r) * Double(wdy[j]) }
+            for j in 0..<d { wdy[j] *= wn[j]; m += Double(x[o + j] * r) * Double(wdy[j]) }
             let mf = Float(m / Double(d))
-            for j in 0..<d { delta[i * d + j] = r * (wdy[j] - xi[i * d + j] * r * mf) }
+            for j in 0..<d { delta[o + j] = r * (wdy[j] - x[o + j] * r * mf) }
         }
         return delta
     }
