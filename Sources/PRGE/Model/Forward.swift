@@ -57,6 +57,8 @@ extension Context {
             guard cap.copies.allSatisfy({ $0 < copies }) else { throw PRGEError(.internal, "capture of a copy the plan lacks") }
             cap.T = L.rowsPerCopy
             cap.rows = batch.outputs.map { L.start[$0.seq] + $0.pos }
+            cap.starts = batch.outputs.map { L.start[$0.seq] }
+            cap.positions = L.pos.map { Int($0) }
         }
         let T = L.rowsPerCopy, R = copies * T, d = c.nEmbd
         prepareRope(L)
@@ -154,11 +156,17 @@ extension Context {
         project(l, [(.q, q, qd), (.k, k, kvd), (.v, v, kvd)], xb, ldx: d, R: R, T: T, lora: lora)
         applyRope(q, heads: c.nHead, R: R, T: T)
         applyRope(k, heads: c.nHeadKV, R: R, T: T)
+        if let cap = capture, let a = lora?.adapter, [.q, .k, .v].contains(where: { a.slot(layer: l, $0) != nil }) {
+            cap.query[l] = cap.take(q, ld: qd, offset: 0, width: qd)
+            cap.key[l] = cap.takeAll(k, ld: kvd, offset: 0, width: kvd)
+            cap.value[l] = cap.takeAll(v, ld: kvd, offset: 0, width: kvd)
+        }
         attention(l, q: q, k: k, v: v, out: att, L: L, copies: copies, cache: cache)
         project(l, [(.o, x, d)], att, ldx: qd, R: R, T: T, lora: lora, accumulate: true)      // x += Wo·att
 
         // ---- feed-forward block (SwiGLU)
         let g = ws.gate.ensure(R * ff), u = ws.up.ensure(R * ff)
+        if let cap = capture, lora != nil { cap.mid[l] = cap.take(x, ld: d, offset: 0, width: d) }
         w.ffnNorm.withUnsafeBufferPointer { nw in
             rmsNorm(pool, x, ldx: d, nw.baseAddress!, xb, ldo: d, rows: R, n: d, eps: c.rmsEps)
         }
@@ -184,7 +192,10 @@ extension Context {
             matmul(pool, mode, x, ldx: ldx, k: w.matrix(outs[0].p).cols, products + (input.map { [$0.1] } ?? []), rows: R)
         }
         if let cap = capture, let h = input?.0 {
-            for case let s? in slots { cap.ax[s.index] = cap.take(h.h, ld: h.ld, offset: h.column[s.proj]!, width: s.rank) }
+            for case let s? in slots {
+                cap.ax[s.index] = cap.take(h.h, ld: h.ld, offset: h.column[s.proj]!, width: s.rank)
+                if s.proj == .k || s.proj == .v { cap.axAll[s.index] = cap.takeAll(h.h, ld: h.ld, offset: h.column[s.proj]!, width: s.rank) }
+            }
         }
     }
 
