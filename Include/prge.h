@@ -246,9 +246,10 @@ prge_status prge_classify(prge_model *model, const prge_adapter *adapter, const 
  * for every seed), not the first N: dev files are often sorted by label; null: all of it.
  * Also "max_length": N (prompt tokens; longer prompts lose their beginning) and
  * "step_log": "path.bin" (the replayable per-step record), and "guide": {"lr_ratio": R,
- * "eps": E} | null: after the 2q copies, one ± pair along the direct-path guide (the loss's
- * derivative at the last hidden state, sent to each adapted block's o/down/gate/up through the
- * residual stream; prge estimator, classification, candidates loss), stepped R × lr along
+ * "eps": E} | null: after the 2q copies, one ± pair along the guide (the loss's derivative at
+ * the last hidden state, sent to each adapted block through the residual stream and back
+ * through the block's own MLP and last-token attention to all seven projections; prge
+ * estimator, classification, candidates loss; docs/ARCHITECTURE.md), stepped R × lr along
  * it; a guided run has no step log (its directions come from activations, not the RNG), and
  * its step reports the 2q random losses (the pair's are in the training log). The command line's members
  * ("model", "train", "dev", "out", "dev_split") are accepted and ignored here.
@@ -318,7 +319,7 @@ prge_status prge_trainer_train(prge_trainer *trainer, uint64_t max_steps, double
 prge_status prge_trainer_evaluate(prge_trainer *trainer, int32_t split, float *accuracy,
                                   float *loss, size_t *n);
 
-/* Copies the trainer's current adapter (which = 0) or the best one by dev accuracy
+/* Copies the trainer's current adapter (which = 0) or the best one by dev loss
  * (which = 1; the current one if no evaluation ran) into a new adapter handle *out. */
 enum { PRGE_ADAPTER_CURRENT = 0, PRGE_ADAPTER_BEST = 1 };
 prge_status prge_trainer_get_adapter(prge_trainer *trainer, int32_t which, prge_adapter **out);

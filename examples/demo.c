@@ -311,7 +311,7 @@ int main(int argc, char **argv) {
     CHECK(prge_trainer_n_steps(trainer, &steps_done));
     printf("%llu steps done\n\n", (unsigned long long)steps_done);
 
-    /* 5. After: the best adapter by dev accuracy (what a real app would keep), measured the
+    /* 5. After: the best adapter by dev loss (what a real app would keep), measured the
      *    same way as before, then saved (atomically: a crash leaves the old file or the new). */
     prge_adapter *adapter = NULL;
     CHECK(prge_trainer_get_adapter(trainer, PRGE_ADAPTER_BEST, &adapter));

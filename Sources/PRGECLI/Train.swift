@@ -7,7 +7,7 @@ import Glibc
 // a JSON config file on top of it, and flags on top of that.
 let trainCommand = Command(
     name: "train",
-    summary: "Fine-tune a LoRA-FA adapter by P-RGE; write the best adapter by dev accuracy.",
+    summary: "Fine-tune a LoRA-FA adapter by P-RGE; write the best adapter by dev loss.",
     options: [Option("--model", "-m", value: "FILE", help: "GGUF model file"),
               Option("--task", value: "NAME", help: "task: a folder name of shared/data (sst2, mr, ...) or prompt_response"),
               Option("--train", value: "FILE", help: "training examples (JSONL)"),

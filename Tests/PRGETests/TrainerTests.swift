@@ -246,4 +246,25 @@ enum TrainFixtures {
         let (before, after) = try lossBeforeAndAfter(steps: 10, train: 0..<64, dev: 100..<132)
         #expect(after < before - 0.1, "dev loss on 32 held-out sentences \(before) → \(after)")
     }
+    /// The kept adapter is the one with the lowest dev loss among all evaluations (the untrained
+    /// one included), whatever their accuracies; it is what `bestAdapter` returns.
+    @Test func keepsTheAdapterWithTheLowestDevLoss() throws {
+        let dir = try TempDir()
+        let t = try TrainFixtures.trainer(#""eval_every": 1, "log": "\#(dir.path)/log.jsonl""#, train: 0..<16, dev: 100..<116)
+        try t.run(maxSteps: 5)
+        try t.syncLogs()
+        let text = String(decoding: try Dataset.readFile(dir.path + "/log.jsonl"), as: UTF8.self)
+        var evals: [(step: UInt64, loss: Float)] = []
+        for line in text.split(separator: "\n") {
+            let node = JSONNode(try JSONValue.parse(String(line)))
+            guard try node.field("type")?.string() == "eval" else { continue }
+            evals.append((UInt64(try node.field("step")!.double()), try node.field("loss")!.float()))
+        }
+        #expect(evals.count == 6)
+        let lowest = try #require(evals.min { $0.loss < $1.loss })
+        let best = try #require(t.best)
+        #expect(best.step == lowest.step && best.eval.loss == lowest.loss)
+        let kept = try Evaluation.run(t.devSet, objective: t.objective, context: t.context, adapter: try t.bestAdapter())
+        #expect(kept.loss == lowest.loss)
+    }
 }

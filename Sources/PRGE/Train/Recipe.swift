@@ -38,15 +38,15 @@ public enum Recipe {
     public static let lrMin: Float = 0.1
     public static let lrHorizon: Int? = 2000
     public static let loss: LossKind = .candidates
-    /// The direct-path guided pair (ZO/Guide.swift), stepped 100 × lr along the guide (2.0 at
-    /// the peak lr): P-RGE's stable η sits ~50× below what a gradient step takes on this adapter
+    /// The guided pair (ZO/Guide.swift), stepped 100 × lr along the guide (2.0 at the peak lr):
+    /// P-RGE's stable η sits ~50× below what a gradient step takes on this adapter
     /// (docs/RECIPE.md, 2026-12-06 f), and a step along the guide is a gradient step on the part
     /// of the gradient the guide holds. 800 one-thread steps, seed 0, all 500 dev sentences:
-    /// dev loss 0.334 (plain P-RGE 0.366), and 83.9 % on the unseen SST-2 sentences (79.8 %);
-    /// ratios 50 and 200 learn about the same. In 20 minutes SST-2 ends on the plain recipe's
-    /// plateau (86.0 / 84.4 % dev, 81.9 % unseen on both seeds), reached within ~200 steps; at
-    /// 600 steps MR, CR and TREC gain 4.4, 1.4 and 18.4 points (docs/RECIPE.md, 2026-12-06 g). Applies to the prge
-    /// estimator on classification with the candidates loss and no step log (TrainConfig.settled).
+    /// dev loss 0.334 (plain P-RGE 0.366) with the first guide (o/down/gate/up), ratios 50 and
+    /// 200 about the same (2026-12-06 g); the full guide (all seven kinds) reaches 0.332 and the
+    /// lowest loss yet on unseen SST-2 sentences (0.364 / 0.377 on seeds 0 / 1 against
+    /// 0.387–0.428; 2026-12-07). Applies to the prge estimator on classification with the
+    /// candidates loss and no step log (TrainConfig.settled).
     public static let guide: GuideOptions? = GuideOptions(lrRatio: 100, eps: 5e-2)
     /// Steps between dev evaluations (0: only at the end of a run).
     public static let evalEvery = 100

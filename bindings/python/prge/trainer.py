@@ -267,7 +267,7 @@ class Trainer(Owner):
         return self._adapter(_capi.PRGE_ADAPTER_CURRENT)
 
     def best_adapter(self) -> Adapter:
-        """A copy of the best adapter by dev accuracy (the current one if no evaluation ran)."""
+        """A copy of the best adapter by dev loss (the current one if no evaluation ran)."""
         return self._adapter(_capi.PRGE_ADAPTER_BEST)
 
     def save_checkpoint(self, path: PathLike) -> None:
