@@ -152,9 +152,9 @@ extension Context {
         return dx
     }
 
-    /// The guess for the o, down, v, gate and up slots of layer `l`, written into g at their offsets.
-    /// down, gate and up see δ; o and v see δ plus what the block's own MLP adds to it (the
-    /// attention output passes through the MLP's input before it leaves the block).
+    /// The guess for the adapted slots of layer `l`, written into g at their offsets. down, gate
+    /// and up see δ; o, v, q and k see δ plus what the block's own MLP adds to it (the attention
+    /// output passes through the MLP's input before it leaves the block).
     private func guideLayer(_ l: Int, _ cap: ActivationCapture, _ adapter: LoRAAdapter, _ delta: [Float],
                             into g: UnsafeMutablePointer<Float>, offsets: [Int]) {
         let c = model.config, d = c.nEmbd, ff = c.nFF, n = cap.rows.count, w = model.layers[l]
