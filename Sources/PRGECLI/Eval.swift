@@ -9,7 +9,8 @@ let evalCommand = Command(
     name: "eval",
     summary: "Accuracy and loss of the model (with --adapter: and adapter) on a task's JSONL data.",
     options: [Common.model,
-              Option("--task", value: "NAME", required: true, help: "task: a folder name of shared/data (sst2, mr, ...) or prompt_response"),
+              Option("--task", value: "NAME", help: "task: a folder name of shared/data (sst2, mr, ...) or prompt_response"),
+              Option("--config", "-c", value: "FILE", help: "a training config: its task (a custom template too), loss and max_length"),
               Option("--data", value: "FILE", required: true, help: "examples to evaluate (JSONL)"),
               Option("--adapter", value: "FILE", help: "LoRA adapter (GGUF); default: the base model"),
               Option("--limit", value: "N", help: "only the first N examples"),
@@ -17,17 +18,20 @@ let evalCommand = Command(
               Common.threads, Common.mode, Common.json],
     positionals: [],
     details: """
-        Prompts are cut to the recipe's max_length from the left, as in training. Prints
+        The task is --task or the "task" of --config (the config an adapter was trained with
+        scores it with the same prompt); --task and --loss override the config. Prompts are cut
+        to max_length (the recipe's, or the config's) from the left, as in training. Prints
         {"accuracy": x, "n": n, "loss": l} with --json (accuracy null for prompt_response tasks).
         """,
     run: { a in
-        let task = try Task.named(a.required("--task"))
+        let config = try EvalCLI.configuration(a)
+        let task = config.task
         let limit = try a.int("--limit", default: Int.max, in: 1...Int.max)
-        let loss = try a.choice("--loss", default: Recipe.loss)
+        let loss = try a.choice("--loss", default: config.loss)
         let rows = try Dataset.readJSONL(path: a.required("--data"))   // before the model: bad data fails fast
         let ctx = try Common.context(a)
         let objective = try Objective(task: task, loss: loss, tokenizer: ctx.model.tokenizer)
-        let samples = try Evaluation.samples(rows: Array(rows.prefix(limit)), objective: objective, maxLength: Recipe.maxLength)
+        let samples = try Evaluation.samples(rows: Array(rows.prefix(limit)), objective: objective, maxLength: config.maxLength)
         let adapter = try a.string("--adapter").map { try AdapterFile.load(path: $0, model: ctx.model.gguf) }
         let r = try Evaluation.run(Array(samples.prefix(limit)), objective: objective, context: ctx, adapter: adapter)
         if a.flag(Common.json.name) {
@@ -37,3 +41,24 @@ let evalCommand = Command(
         }
         return 0
     })
+
+enum EvalCLI {
+    /// The task, loss and max_length to score with: the recipe's, then --config's, then --task.
+    static func configuration(_ a: Arguments) throws -> TrainConfig {
+        guard let path = a.string("--config") else {
+            guard let name = a.string("--task") else { throw UsageError("missing --task (or --config with a \"task\")") }
+            return try TrainConfig(task: JSONNode(.string(name), source: "--task"))
+        }
+        var bytes = try Common.readFile(path)
+        guard case .object(var members) = try JSONValue.parse(bytes: &bytes, source: path) else {
+            throw PRGEError.format("\(path): the config must be a JSON object")
+        }
+        if let name = a.string("--task") {
+            members.removeAll { $0.0 == "task" }
+            members.append(("task", .string(name)))
+        } else if !members.contains(where: { $0.0 == "task" }) {
+            throw UsageError("\(path) has no \"task\" and --task is not given")
+        }
+        return try TrainConfig.parse(JSONNode(.object(members), source: path))
+    }
+}

@@ -70,6 +70,26 @@ expect_status 0 "generate sampling again" "$PRGE" generate -m "$MODEL" -n 4 --te
 cmp -s "$TMP/out" "$TMP/sampled" && pass "same seed, same text" || fail "same seed gave different text"
 
 # Help: stdout, exit 0.
+# eval scores a task by name, or the task of a training config (a custom template): the config
+# that spells out sst2's own template and words must score exactly what --task sst2 does.
+cat >"$TMP/rows.jsonl" <<'EOF'
+{"sentence": "a gorgeous, witty and moving film", "label": 1}
+{"sentence": "the plot is a dull mess", "label": 0}
+{"sentence": "one of the year's best", "label": 1}
+{"sentence": "tedious and far too long", "label": 0}
+EOF
+echo '{"task": {"name": "mine", "template": "{sentence} It was", "labels": [" negative", " positive"]}, "lr": 0.01}' >"$TMP/task.json"
+echo '{"task": {"name": "mine", "template": "{sentence} Overall:", "labels": [" negative", " positive"]}}' >"$TMP/other.json"
+expect_status 0 "eval --task sst2" "$PRGE" eval --model "$MODEL" --task sst2 --data "$TMP/rows.jsonl" --json
+cp "$TMP/out" "$TMP/builtin.json"
+check "eval JSON fields" 'set(j) == {"accuracy", "n", "loss"} and j["n"] == 4 and 0 < j["loss"] < 5'
+expect_status 0 "eval --config with sst2's template" "$PRGE" eval --model "$MODEL" --config "$TMP/task.json" --data "$TMP/rows.jsonl" --json
+check "a config's task scores as the built-in one" "j == json.load(open('$TMP/builtin.json'))"
+expect_status 0 "eval --config with another template" "$PRGE" eval --model "$MODEL" --config "$TMP/other.json" --data "$TMP/rows.jsonl" --json
+check "another template scores differently" "j['loss'] != json.load(open('$TMP/builtin.json'))['loss']"
+expect_status 0 "eval --task overrides the config's" "$PRGE" eval --model "$MODEL" --config "$TMP/other.json" --task sst2 --data "$TMP/rows.jsonl" --json
+check "--task wins over the config" "j == json.load(open('$TMP/builtin.json'))"
+
 expect_status 0 "help" "$PRGE" help
 check "help lists the commands" 'all(c in out for c in ["tokenize", "logits", "perplexity", "generate"])'
 expect_status 0 "help generate" "$PRGE" help generate
@@ -91,6 +111,8 @@ expect_status 2 "option given twice" "$PRGE" tokenize --model "$MODEL" --json --
 expect_status 2 "value missing at the end" "$PRGE" generate "text" --model
 expect_status 2 "--top-k without --temp" "$PRGE" generate --model "$MODEL" --top-k 5 "text"
 expect_status 2 "bad --mode" "$PRGE" logits --model "$MODEL" --top 1 --mode fp8 "text"
+expect_status 2 "eval without a task" "$PRGE" eval --model "$MODEL" --data "$TMP/rows.jsonl"
+grep -q "missing --task" "$TMP/err" && pass "says the task is missing" || fail "message: $(cat "$TMP/err")"
 expect_status 2 "--ctx too small" "$PRGE" perplexity --model "$MODEL" --ctx 2 scripts/demo.txt
 
 # Errors: exit 1 with "prge: error: ..." naming the problem.
