@@ -29,7 +29,7 @@ enum BenchMachine {
         return Double(first) ?? .nan
     }
 
-    /// Kernel path of the matmul ("avx512-bf16" or "generic").
+    /// Kernel path of the matmul ("avx512-bf16", "avx512" or "generic").
     static var matmulPath: String { String(cString: prge_matmul_path()) }
 
     /// Measured fp32 FMA, bf16 dot and int8 dot peaks on `threads` threads, GFLOP/s (GOP/s for

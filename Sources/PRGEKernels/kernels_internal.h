@@ -7,8 +7,10 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define PRGE_X86 1
-// Zen 4 / Sapphire Rapids class: AVX-512F/BW/VL/DQ + BF16.
-#define PRGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
+// Skylake-SP and later (Ice Lake, Sapphire Rapids, Zen 4): AVX-512F/BW/VL/DQ.
+#define PRGE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+// Only the bf16 mode's code (vdpbf16ps, vcvtne2ps2bf16): Cooper Lake, Sapphire Rapids, Zen 4.
+#define PRGE_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")))
 #endif
 #define PRGE_INLINE static inline __attribute__((always_inline))
 
@@ -42,6 +44,8 @@ PRGE_AVX512 PRGE_INLINE __m512 prge_exp512(__m512 x) {
 // 1 when this CPU runs the AVX-512 paths, 0 for the portable C ones (env PRGE_MM_PATH=generic
 // forces 0). Computed once.
 int prge_cpu_avx512(void);
+// 1 when it also has AVX512-BF16 (the bf16 mode's fast kernels), else 0.
+int prge_cpu_avx512_bf16(void);
 
 // Per-thread scratch of at least `bytes` (64-byte aligned), grown on demand and kept for the
 // thread's life. Slot 0: buffers of a kernel's caller, outside its tasks. Slots 1, 2: per-task.

@@ -4,7 +4,9 @@
 // order of operations that depends only on M, K and the path, never on the thread count or on
 // the tiling, so results are bit-identical for any number of threads):
 //   generic   portable C (any CPU): a W row at a time dequantized to fp32, 8-lane dot products.
-//   avx512    (Zen 4 / Sapphire Rapids class: AVX-512F/BW/VL + BF16), selected at run time:
+//   avx512    (AVX-512F/BW/VL/DQ: Skylake-SP and later, Zen 4), selected at run time; its bf16
+//     mode needs AVX512-BF16 too (Cooper Lake, Sapphire Rapids, Zen 4) and runs the generic
+//     path where that is missing (Ice Lake, Skylake-SP):
 //     "panel" (M > MM_SMALL_M): X is packed once per call into blocks of MR rows; each task
 //       dequantizes NC output columns of W into a k-major panel (fp32, or bf16 pairs for
 //       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
@@ -198,7 +200,7 @@ static int mm_int8_rest(void) { return prge_matmul_bf16_pays() == 1 ? PRGE_MM_BF
 // =============================================================================================
 // The int8 kernel's functions also use AVX512-VNNI (vpdpbusd); they run only where it exists.
 #define PRGE_AVX512_VNNI \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c")))
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 
 #ifndef MM_TUNE
 enum { MR = 14, NR = 32, NC = 64, MM_SMALL_M = 24 };
@@ -260,10 +262,21 @@ PRGE_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, fl
     }
 }
 
-// 32 floats -> 16 dwords, each the bf16 pair (src[2p], src[2p+1]) (round to nearest even).
-PRGE_AVX512 PRGE_INLINE __m512i mm_pairs_bf16(const float *src) {
-    const __m512 lo = _mm512_loadu_ps(src), hi = _mm512_loadu_ps(src + 16);
-    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+// The bf16 mode's conversions, out of line: only they (and its micro-kernels) use AVX512-BF16,
+// so the code around them runs on AVX-512 CPUs without it. Round to nearest even.
+// 2·n floats (n a multiple of 16) -> n dwords, each the bf16 pair (src[2p], src[2p+1]).
+PRGE_AVX512_BF16 static void mm_pairs_bf16(const float *src, uint32_t *dst, int64_t n) {
+    for (int64_t p = 0; p < n; p += 16) {
+        const __m512 lo = _mm512_loadu_ps(src + 2 * p), hi = _mm512_loadu_ps(src + 2 * p + 16);
+        _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+}
+
+// The 16 pairs of x[k0, k0 + 32) in one register, zero past K.
+PRGE_AVX512_BF16 static __m512 mm_pairs_bf16_masked(const float *x, int64_t K, int64_t k0) {
+    const __m512 lo = _mm512_maskz_loadu_ps(prge_mask16(K - k0), x + k0);
+    const __m512 hi = _mm512_maskz_loadu_ps(prge_mask16(K - k0 - 16), x + k0 + 16);
+    return (__m512)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
 // One product X·Wᵀ of a panel-path call, and how its tasks split it (column tiles × M chunks).
@@ -372,10 +385,7 @@ PRGE_AVX512 static void mm_xpack_block(const mm_ctx *c, int64_t mb) {
             } else if (c->mode == PRGE_MM_F32) {
                 r[i] = _mm512_maskz_loadu_ps(prge_mask16(c->K - p0), x + p0);
             } else {
-                const int64_t k0 = 2 * p0;
-                const __m512 lo = _mm512_maskz_loadu_ps(prge_mask16(c->K - k0), x + k0);
-                const __m512 hi = _mm512_maskz_loadu_ps(prge_mask16(c->K - k0 - 16), x + k0 + 16);
-                r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+                r[i] = mm_pairs_bf16_masked(x, c->K, 2 * p0);
             }
         }
         mm_tr16(r);
@@ -425,7 +435,7 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
             } else {
                 mm_decode_row_avx512(w->wtype, w->W + n * w->wrb, dec, c->K);
                 memset(dec + c->K, 0, (size_t)(FS - c->K) * 4);
-                for (int64_t p0 = 0; p0 < RS; p0 += 16) _mm512_storeu_si512(row + p0, mm_pairs_bf16(dec + 2 * p0));
+                mm_pairs_bf16(dec, row, RS);
             }
         }
         mm_panel_transpose(tmp, RS, c->KP, panel, h);
@@ -497,7 +507,7 @@ PRGE_AVX512 PRGE_INLINE void mm_ukr_f32(const int MRC, const float *xp, const fl
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
 }
 
-PRGE_AVX512 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
+PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
                                     int64_t KP, float *y, int64_t ldy, int rows, __mmask16 k0,
                                     __mmask16 k1, int accumulate) {
     __m512 acc[MR][2];
@@ -556,6 +566,14 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp,
     case 11: F(11, __VA_ARGS__); break; case 12: F(12, __VA_ARGS__); break;                      \
     case 13: F(13, __VA_ARGS__); break; default: F(14, __VA_ARGS__); break;                      \
     }
+
+// The bf16 micro-kernel for `mrc` rows, out of line (see mm_pairs_bf16).
+PRGE_AVX512_BF16 static void mm_ukr_bf16_rows(int mrc, const uint32_t *xpb, const uint32_t *pan, int64_t KP,
+                                              float *y, int64_t ldy, int rows, __mmask16 k0, __mmask16 k1,
+                                              int accumulate) {
+#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, KP, y, ldy, rows, k0, k1, accumulate)
+    MM_UKR_CASES(BF16CALL, 0)
+}
 
 // What one panel-path task computes: columns [n0, n0 + 32·nsub) of product w, X blocks [mb0, mb1).
 typedef struct { const mm_part *w; int64_t n0, mb0, mb1; int nsub; } mm_tile;
@@ -624,8 +642,7 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
 #define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
                 MM_UKR_CASES(F32CALL, 0)
             } else {
-#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
-                MM_UKR_CASES(BF16CALL, 0)
+                mm_ukr_bf16_rows(mrc, xpb, u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate);
             }
         }
     }
@@ -673,38 +690,63 @@ typedef struct {
     int64_t rows_per_task;
 } mm_dot_ctx;
 
-PRGE_AVX512 PRGE_INLINE void mm_dot_rows(const int R, const mm_dot_ctx *c, const void *wrow, int64_t m0,
-                                    int64_t n) {
-    __m512 a0[4], a1[4];
-    for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_ps();
-    if (!c->bf16) {
-        const float *w = (const float *)wrow;
-        const float *x = (const float *)c->xs + m0 * c->KD;
-        for (int64_t k = 0; k < c->KD; k += 32) {
-            const __m512 w0 = _mm512_load_ps(w + k), w1 = _mm512_load_ps(w + k + 16);
-            for (int r = 0; r < R; r++) {
-                a0[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k), w0, a0[r]);
-                a1[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k + 16), w1, a1[r]);
-            }
-        }
-    } else {
-        const uint32_t *w = (const uint32_t *)wrow;
-        const int64_t KW = c->KD / 2;
-        const uint32_t *x = (const uint32_t *)c->xs + m0 * KW;
-        for (int64_t k = 0; k < KW; k += 32) {
-            const __m512bh w0 = (__m512bh)_mm512_load_si512(w + k);
-            const __m512bh w1 = (__m512bh)_mm512_load_si512(w + k + 16);
-            for (int r = 0; r < R; r++) {
-                a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_load_si512(x + r * KW + k), w0);
-                a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)_mm512_load_si512(x + r * KW + k + 16), w1);
-            }
-        }
-    }
+// One output of R rows: the two half sums of each row's dot product, added and stored.
+PRGE_AVX512 PRGE_INLINE void mm_dot_store(const int R, const mm_dot_ctx *c, const __m512 *a0, const __m512 *a1,
+                                     int64_t m0, int64_t n) {
     for (int r = 0; r < R; r++) {
         const float d = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
         float *y = c->Y + (m0 + r) * c->ldy + n;
         *y = c->accumulate ? *y + d : d;
     }
+}
+
+PRGE_AVX512 PRGE_INLINE void mm_dot_rows_f32(const int R, const mm_dot_ctx *c, const float *w, int64_t m0, int64_t n) {
+    __m512 a0[4], a1[4];
+    for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    const float *x = (const float *)c->xs + m0 * c->KD;
+    for (int64_t k = 0; k < c->KD; k += 32) {
+        const __m512 w0 = _mm512_load_ps(w + k), w1 = _mm512_load_ps(w + k + 16);
+        for (int r = 0; r < R; r++) {
+            a0[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k), w0, a0[r]);
+            a1[r] = _mm512_fmadd_ps(_mm512_load_ps(x + r * c->KD + k + 16), w1, a1[r]);
+        }
+    }
+    mm_dot_store(R, c, a0, a1, m0, n);
+}
+
+PRGE_AVX512_BF16 PRGE_INLINE void mm_dot_rows_bf16(const int R, const mm_dot_ctx *c, const uint32_t *w, int64_t m0,
+                                              int64_t n) {
+    __m512 a0[4], a1[4];
+    for (int r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    const int64_t KW = c->KD / 2;
+    const uint32_t *x = (const uint32_t *)c->xs + m0 * KW;
+    for (int64_t k = 0; k < KW; k += 32) {
+        const __m512bh w0 = (__m512bh)_mm512_load_si512(w + k);
+        const __m512bh w1 = (__m512bh)_mm512_load_si512(w + k + 16);
+        for (int r = 0; r < R; r++) {
+            a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)_mm512_load_si512(x + r * KW + k), w0);
+            a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)_mm512_load_si512(x + r * KW + k + 16), w1);
+        }
+    }
+    mm_dot_store(R, c, a0, a1, m0, n);
+}
+
+// Output column n for all M rows: blocks of 4 rows, then the rest. ROWS: mm_dot_rows_f32 / _bf16.
+#define MM_DOT_ALL(ROWS, c, w, n)                                                                \
+    do {                                                                                         \
+        int64_t m_ = 0;                                                                          \
+        for (; m_ + 4 <= (c)->M; m_ += 4) ROWS(4, c, w, m_, n);                                  \
+        switch ((c)->M - m_) {                                                                   \
+        case 3: ROWS(3, c, w, m_, n); break;                                                     \
+        case 2: ROWS(2, c, w, m_, n); break;                                                     \
+        case 1: ROWS(1, c, w, m_, n); break;                                                     \
+        default: break;                                                                          \
+        }                                                                                        \
+    } while (0)
+
+// bf16 mode's column, out of line (see mm_pairs_bf16): w is the row as bf16 pairs.
+PRGE_AVX512_BF16 static void mm_dot_column_bf16(const mm_dot_ctx *c, const uint32_t *w, int64_t n) {
+    MM_DOT_ALL(mm_dot_rows_bf16, c, w, n);
 }
 
 PRGE_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
@@ -716,18 +758,11 @@ PRGE_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
     memset(tmp + c->K, 0, (size_t)(c->KD - c->K) * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
         mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
-        const void *wrow = tmp;
         if (c->bf16) {
-            for (int64_t k = 0; k < c->KD; k += 32) _mm512_store_si512(wb + k / 2, mm_pairs_bf16(tmp + k));
-            wrow = wb;
-        }
-        int64_t m = 0;
-        for (; m + 4 <= c->M; m += 4) mm_dot_rows(4, c, wrow, m, n);
-        switch (c->M - m) {
-        case 3: mm_dot_rows(3, c, wrow, m, n); break;
-        case 2: mm_dot_rows(2, c, wrow, m, n); break;
-        case 1: mm_dot_rows(1, c, wrow, m, n); break;
-        default: break;
+            mm_pairs_bf16(tmp, wb, c->KD / 2);
+            mm_dot_column_bf16(c, wb, n);
+        } else {
+            MM_DOT_ALL(mm_dot_rows_f32, c, tmp, n);
         }
     }
 }
@@ -744,8 +779,7 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
         memcpy(row, X + m * ldx, (size_t)K * sizeof(float));
         memset(row + K, 0, (size_t)(KD - K) * sizeof(float));
         if (!bf16) memcpy(xs + m * KW, row, (size_t)KD * sizeof(float));
-        else
-            for (int64_t k = 0; k < KD; k += 32) _mm512_storeu_si512(xs + m * KW + k / 2, mm_pairs_bf16(row + k));
+        else mm_pairs_bf16(row, xs + m * KW, KD / 2);
     }
     for (int i = 0; i < n_outs; i++) {
         const prge_mm_out *o = &outs[i];
@@ -857,8 +891,7 @@ int prge_cpu_avx512(void) {
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c"))
+            __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
             p = 1;
 #endif
         const char *e = getenv("PRGE_MM_PATH");
@@ -866,6 +899,18 @@ int prge_cpu_avx512(void) {
         atomic_store_explicit(&path, p, memory_order_relaxed);
     }
     return atomic_load_explicit(&path, memory_order_relaxed);
+}
+
+int prge_cpu_avx512_bf16(void) {
+    static atomic_int bf16 = -1;   // as in prge_cpu_avx512
+    if (atomic_load_explicit(&bf16, memory_order_relaxed) < 0) {
+        int v = 0;
+#if PRGE_X86
+        v = prge_cpu_avx512() == 1 && __builtin_cpu_supports("avx512bf16");
+#endif
+        atomic_store_explicit(&bf16, v, memory_order_relaxed);
+    }
+    return atomic_load_explicit(&bf16, memory_order_relaxed);
 }
 
 int prge_matmul_int8(void) {
@@ -884,8 +929,9 @@ int prge_matmul_int8(void) {
 static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
                    const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     int kind = mode & 0xff;
-    const int fast = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
-    if (kind == PRGE_MM_INT8 && !(fast && prge_matmul_int8() && M > MM_SMALL_M)) kind = mm_int8_rest();
+    const int avx512 = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
+    if (kind == PRGE_MM_INT8 && !(avx512 && prge_matmul_int8() && M > MM_SMALL_M)) kind = mm_int8_rest();
+    const int fast = avx512 && (kind != PRGE_MM_BF16 || prge_cpu_avx512_bf16() == 1);
 #if PRGE_X86
     if (fast && M > MM_SMALL_M) {   // the panel paths add the LoRA terms inside their tiles
         if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K);
@@ -905,7 +951,9 @@ static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
         if (outs[i].lora) prge_lora_b(pool, mode & PRGE_MM_GENERIC, outs[i].lora, outs[i].Y, outs[i].ldy, outs[i].N);
 }
 
-const char *prge_matmul_path(void) { return prge_cpu_avx512() == 1 ? "avx512-bf16" : "generic"; }
+const char *prge_matmul_path(void) {
+    return prge_cpu_avx512_bf16() == 1 ? "avx512-bf16" : prge_cpu_avx512() == 1 ? "avx512" : "generic";
+}
 
 void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
@@ -967,21 +1015,28 @@ PRGE_AVX512_VNNI static double mm_peak_loop_vnni(int64_t iters) {
     return (double)_mm512_reduce_add_epi32(s);
 }
 
-PRGE_AVX512 static double mm_peak_loop_avx512(int bf16, int64_t iters) {
-    __m512 a[16];
-    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
-    const __m512 b = _mm512_set1_ps(0.999f), cc = _mm512_set1_ps(1e-6f);
-    const __m512bh hb = (__m512bh)_mm512_set1_epi32(0x3f803f80), hc = (__m512bh)_mm512_set1_epi32(0x33d633d6);
-    if (!bf16) {
-        for (int64_t it = 0; it < iters; it++)
-            for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], b, cc);
-    } else {
-        for (int64_t it = 0; it < iters; it++)
-            for (int i = 0; i < 16; i++) a[i] = _mm512_dpbf16_ps(a[i], hb, hc);
-    }
+PRGE_AVX512 PRGE_INLINE double mm_peak_sum(const __m512 *a) {
     __m512 s = a[0];
     for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, a[i]);
     return _mm512_reduce_add_ps(s);
+}
+
+PRGE_AVX512 static double mm_peak_loop_fma(int64_t iters) {
+    __m512 a[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+    const __m512 b = _mm512_set1_ps(0.999f), cc = _mm512_set1_ps(1e-6f);
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], b, cc);
+    return mm_peak_sum(a);
+}
+
+PRGE_AVX512_BF16 static double mm_peak_loop_bf16(int64_t iters) {
+    __m512 a[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps((float)i * 1e-3f);
+    const __m512bh hb = (__m512bh)_mm512_set1_epi32(0x3f803f80), hc = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) a[i] = _mm512_dpbf16_ps(a[i], hb, hc);
+    return mm_peak_sum(a);
 }
 #endif
 
@@ -1007,7 +1062,8 @@ static void mm_peak_task(void *vctx, int64_t task) {
     double r;
 #if PRGE_X86
     if (prge_cpu_avx512() == 1)
-        r = c->kind == PRGE_MM_INT8 ? mm_peak_loop_vnni(c->iters) : mm_peak_loop_avx512(c->kind == PRGE_MM_BF16, c->iters);
+        r = c->kind == PRGE_MM_INT8 ? mm_peak_loop_vnni(c->iters)
+            : c->kind == PRGE_MM_BF16 ? mm_peak_loop_bf16(c->iters) : mm_peak_loop_fma(c->iters);
     else
 #endif
         r = mm_peak_loop_generic(c->iters);
@@ -1023,7 +1079,7 @@ static double mm_now(void) {
 // iters: 16 zmm ops each (2,000,000: ~32M ops per thread, about 0.1 s).
 static double mm_peak(int threads, int kind, int64_t iters) {
     if (threads < 1) threads = 1;
-    if (kind == PRGE_MM_BF16 && prge_cpu_avx512() != 1) return 0.0;
+    if (kind == PRGE_MM_BF16 && prge_cpu_avx512_bf16() != 1) return 0.0;
     if (kind == PRGE_MM_INT8 && prge_matmul_int8() != 1) return 0.0;
     prge_pool *pool = prge_pool_create(threads);
     if (!pool) return 0.0;
@@ -1052,7 +1108,7 @@ int prge_matmul_bf16_pays(void) {
     if (atomic_load_explicit(&pays, memory_order_relaxed) < 0) {
         // ~10 ms: one thread, 200k iterations each. The ratio is far from 1.25 on the CPUs
         // measured (Zen 4: 1.9; Xeon with AVX512-BF16 but no AMX: 0.6), so load does not flip it.
-        const int p = prge_cpu_avx512() == 1 && mm_peak(1, PRGE_MM_BF16, 200000) >= 1.25 * mm_peak(1, PRGE_MM_F32, 200000);
+        const int p = prge_cpu_avx512_bf16() == 1 && mm_peak(1, PRGE_MM_BF16, 200000) >= 1.25 * mm_peak(1, PRGE_MM_F32, 200000);
         atomic_store_explicit(&pays, p, memory_order_relaxed);
     }
     return atomic_load_explicit(&pays, memory_order_relaxed);

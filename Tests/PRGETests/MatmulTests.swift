@@ -419,6 +419,9 @@ import PRGEKernels
 
     @Test func pathAndPeaksReported() {
         let path = String(cString: prge_matmul_path())
-        #expect(path == "avx512-bf16" || path == "generic")
+        #expect(["avx512-bf16", "avx512", "generic"].contains(path))
+        // bf16's peak exists exactly where its kernels do; fp32's everywhere.
+        #expect((prge_bench_bf16_peak_gflops(1) > 0) == (path == "avx512-bf16"))
+        #expect(prge_bench_fma_peak_gflops(1) > 0)
     }
 }

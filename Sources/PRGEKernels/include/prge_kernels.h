@@ -76,7 +76,8 @@ void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
 enum { PRGE_MM_GENERIC = 0x100 };
 // Results are bit-identical for any pool size (each output element is computed by one task in a
 // fixed order). They may differ in the last bits between paths and between M <= 8 and M > 8.
-// Which kernels this CPU uses: "avx512-bf16" or "generic" (env PRGE_MM_PATH=generic forces it).
+// Which kernels this CPU uses: "avx512-bf16" (AVX-512 with AVX512-BF16), "avx512" (without it:
+// bf16 mode then runs the portable path) or "generic" (env PRGE_MM_PATH=generic forces it).
 const char *prge_matmul_path(void);
 // 1 when PRGE_MM_INT8 has its own kernel on this CPU (the avx512 path and AVX512-VNNI), else 0.
 int prge_matmul_int8(void);
