@@ -51,28 +51,23 @@ final class ActivationCapture {
 
     /// [outputs, width]: columns offset ..< offset + width of each output's row, mean over copies.
     func take(_ src: UnsafeMutablePointer<Float>, ld: Int, offset: Int, width: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: rows.count * width)
-        let w = 1 / Float(copies.count)
-        out.withUnsafeMutableBufferPointer { o in
-            for c in copies {
-                for (i, r) in rows.enumerated() {
-                    let p = src + (c * T + r) * ld + offset
-                    for j in 0..<width { o[i * width + j] += w * p[j] }
-                }
-            }
-        }
-        return out
+        mean(rows, src, ld: ld, offset: offset, width: width)
     }
 
     /// [T, width]: columns offset ..< offset + width of every row of a copy, mean over copies.
     func takeAll(_ src: UnsafeMutablePointer<Float>, ld: Int, offset: Int, width: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: T * width)
+        mean(Array(0..<T), src, ld: ld, offset: offset, width: width)
+    }
+
+    /// [which.count, width]: rows `which` of a copy (columns offset ..< offset + width), mean over copies.
+    private func mean(_ which: [Int], _ src: UnsafeMutablePointer<Float>, ld: Int, offset: Int, width: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: which.count * width)
         let w = 1 / Float(copies.count)
         out.withUnsafeMutableBufferPointer { o in
             for c in copies {
-                for r in 0..<T {
+                for (i, r) in which.enumerated() {
                     let p = src + (c * T + r) * ld + offset
-                    for j in 0..<width { o[r * width + j] += w * p[j] }
+                    for j in 0..<width { o[i * width + j] += w * p[j] }
                 }
             }
         }
