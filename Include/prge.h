@@ -71,7 +71,8 @@ typedef struct prge_model prge_model;
 typedef int32_t prge_numeric_mode;
 enum {
     PRGE_NUMERIC_FP32 = 0, /* fp32 activations and accumulation: the reference            */
-    PRGE_NUMERIC_BF16 = 1, /* bf16 products, fp32 accumulation (AVX-512 BF16 CPUs)        */
+    PRGE_NUMERIC_BF16 = 1, /* bf16 products, fp32 accumulation (fast on AVX-512 BF16 CPUs; */
+                           /* elsewhere emulated in portable C, ~10x slower)            */
     PRGE_NUMERIC_INT8 = 2  /* Q4 weights x activations quantized to int8 per 32 values,   */
                            /* exact int32 block sums (AVX-512 VNNI); the rest bf16/fp32 */
 };
