@@ -262,21 +262,16 @@ PRGE_AVX512 static void mm_decode_row_avx512(uint32_t type, const uint8_t *b, fl
     }
 }
 
-// The bf16 mode's conversions, out of line: only they (and its micro-kernels) use AVX512-BF16,
-// so the code around them runs on AVX-512 CPUs without it. Round to nearest even.
-// 2·n floats (n a multiple of 16) -> n dwords, each the bf16 pair (src[2p], src[2p+1]).
-PRGE_AVX512_BF16 static void mm_pairs_bf16(const float *src, uint32_t *dst, int64_t n) {
+// The bf16 mode's row conversion, out of line: only it and bf16's micro-kernels use
+// AVX512-BF16, so the code around them runs on AVX-512 CPUs without it. x[0, K) -> n dwords
+// (n a multiple of 16), dword p the bf16 pair (x[2p], x[2p+1]) rounded to nearest even, zero past K.
+PRGE_AVX512_BF16 static void mm_pairs_bf16(const float *x, int64_t K, uint32_t *dst, int64_t n) {
     for (int64_t p = 0; p < n; p += 16) {
-        const __m512 lo = _mm512_loadu_ps(src + 2 * p), hi = _mm512_loadu_ps(src + 2 * p + 16);
+        const int64_t k0 = 2 * p;
+        const __m512 lo = _mm512_maskz_loadu_ps(prge_mask16(K - k0), x + k0);
+        const __m512 hi = _mm512_maskz_loadu_ps(prge_mask16(K - k0 - 16), x + k0 + 16);
         _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
     }
-}
-
-// The 16 pairs of x[k0, k0 + 32) in one register, zero past K.
-PRGE_AVX512_BF16 static __m512 mm_pairs_bf16_masked(const float *x, int64_t K, int64_t k0) {
-    const __m512 lo = _mm512_maskz_loadu_ps(prge_mask16(K - k0), x + k0);
-    const __m512 hi = _mm512_maskz_loadu_ps(prge_mask16(K - k0 - 16), x + k0 + 16);
-    return (__m512)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
 // One product X·Wᵀ of a panel-path call, and how its tasks split it (column tiles × M chunks).
@@ -368,26 +363,32 @@ PRGE_AVX512 static void mm_xquant_row(const mm_ctx *c, int64_t mb, int i) {
 }
 
 // fp32 / bf16: rows [mb·MR, mb·MR + MR) of X (zeros past M) -> dwords xp[p·MR + i], p < KP: the
-// float x[p], or the bf16 pair (x[2p], x[2p+1]) (zero past K). Each row's next 16 dwords are
-// loaded, transposed in registers and stored as 16 runs of MR: a row's dwords land MR apart,
-// which one store (or a scatter) per dword made ~5 % of the int8 step (its A-stack products).
+// float x[p], or the bf16 pair (x[2p], x[2p+1]) (zero past K; bf16 rows are converted into
+// scratch first). Each row's next 16 dwords are loaded, transposed in registers and stored as
+// 16 runs of MR: a row's dwords land MR apart, which one store (or a scatter) per dword made
+// ~5 % of the int8 step (its A-stack products).
 PRGE_AVX512 static void mm_xpack_block(const mm_ctx *c, int64_t mb) {
     _Static_assert(MR <= 16, "one transposed register per packed k");
     uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride;
     const int64_t m0 = mb * MR;
     const int live = (int)(c->M - m0 < MR ? c->M - m0 : MR);
+    const float *src[MR];   // each live row as KP dwords (readable up to `len`)
+    int64_t len = c->K;
+    if (c->mode == PRGE_MM_F32) {
+        for (int i = 0; i < live; i++) src[i] = c->X + (m0 + i) * c->ldx;
+    } else {
+        const int64_t RSW = (c->KP + 15) & ~(int64_t)15;
+        uint32_t *pairs = (uint32_t *)prge_scratch(2, (size_t)(MR * RSW) * 4);
+        for (int i = 0; i < live; i++) {
+            mm_pairs_bf16(c->X + (m0 + i) * c->ldx, c->K, pairs + i * RSW, RSW);
+            src[i] = (const float *)(pairs + i * RSW);
+        }
+        len = c->KP;
+    }
     for (int64_t p0 = 0; p0 < c->KP; p0 += 16) {
         __m512 r[16];
-        for (int i = 0; i < 16; i++) {
-            const float *x = i < live ? c->X + (m0 + i) * c->ldx : NULL;
-            if (!x) {
-                r[i] = _mm512_setzero_ps();
-            } else if (c->mode == PRGE_MM_F32) {
-                r[i] = _mm512_maskz_loadu_ps(prge_mask16(c->K - p0), x + p0);
-            } else {
-                r[i] = mm_pairs_bf16_masked(x, c->K, 2 * p0);
-            }
-        }
+        for (int i = 0; i < 16; i++)
+            r[i] = i < live ? _mm512_maskz_loadu_ps(prge_mask16(len - p0), src[i] + p0) : _mm512_setzero_ps();
         mm_tr16(r);
         const int64_t np = c->KP - p0 < 16 ? c->KP - p0 : 16;
         for (int64_t t = 0; t < np; t++) _mm512_mask_storeu_ps((float *)xp + (p0 + t) * MR, prge_mask16(MR), r[t]);
@@ -422,7 +423,6 @@ PRGE_AVX512 static void mm_panel_transpose(const void *tmp, int64_t RS, int64_t 
 // tmp: scratch of 16 rows x RS 32-bit elements, RS = KP rounded up to 16 (+ conversion slack).
 PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel, float *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
-    const int64_t FS = c->KD + 32;   // floats per decode row (>= 2*RS for bf16)
     float *dec = tmp + 16 * RS;      // one decoded fp32 row (bf16 mode)
     for (int h = 0; h < NR; h += 16) {
         for (int r = 0; r < 16; r++) {
@@ -434,8 +434,7 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
                 memset(row + c->K, 0, (size_t)(RS - c->K) * 4);
             } else {
                 mm_decode_row_avx512(w->wtype, w->W + n * w->wrb, dec, c->K);
-                memset(dec + c->K, 0, (size_t)(FS - c->K) * 4);
-                mm_pairs_bf16(dec, row, RS);
+                mm_pairs_bf16(dec, c->K, row, RS);
             }
         }
         mm_panel_transpose(tmp, RS, c->KP, panel, h);
@@ -759,7 +758,7 @@ PRGE_AVX512 static void mm_dot_task(void *vctx, int64_t task) {
     for (int64_t n = n0; n < n1; n++) {
         mm_decode_row_avx512(c->wtype, c->W + n * c->wrb, tmp, c->K);
         if (c->bf16) {
-            mm_pairs_bf16(tmp, wb, c->KD / 2);
+            mm_pairs_bf16(tmp, c->K, wb, c->KD / 2);
             mm_dot_column_bf16(c, wb, n);
         } else {
             MM_DOT_ALL(mm_dot_rows_f32, c, tmp, n);
@@ -779,7 +778,7 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
         memcpy(row, X + m * ldx, (size_t)K * sizeof(float));
         memset(row + K, 0, (size_t)(KD - K) * sizeof(float));
         if (!bf16) memcpy(xs + m * KW, row, (size_t)KD * sizeof(float));
-        else mm_pairs_bf16(row, xs + m * KW, KD / 2);
+        else mm_pairs_bf16(row, K, xs + m * KW, KD / 2);
     }
     for (int i = 0; i < n_outs; i++) {
         const prge_mm_out *o = &outs[i];
