@@ -900,29 +900,15 @@ int prge_cpu_avx512(void) {
     return atomic_load_explicit(&path, memory_order_relaxed);
 }
 
-int prge_cpu_avx512_bf16(void) {
-    static atomic_int bf16 = -1;   // as in prge_cpu_avx512
-    if (atomic_load_explicit(&bf16, memory_order_relaxed) < 0) {
-        int v = 0;
+// The extensions beyond the avx512 path: no cache of their own, since prge_cpu_avx512() (first,
+// by &&) has run __builtin_cpu_init and __builtin_cpu_supports then only reads its result.
 #if PRGE_X86
-        v = prge_cpu_avx512() == 1 && __builtin_cpu_supports("avx512bf16");
+#define MM_AVX512_AND(feature) (prge_cpu_avx512() == 1 && __builtin_cpu_supports(feature))
+#else
+#define MM_AVX512_AND(feature) 0
 #endif
-        atomic_store_explicit(&bf16, v, memory_order_relaxed);
-    }
-    return atomic_load_explicit(&bf16, memory_order_relaxed);
-}
-
-int prge_matmul_int8(void) {
-    static atomic_int vnni = -1;   // as in prge_cpu_avx512
-    if (atomic_load_explicit(&vnni, memory_order_relaxed) < 0) {
-        int v = 0;
-#if PRGE_X86
-        v = prge_cpu_avx512() == 1 && __builtin_cpu_supports("avx512vnni");
-#endif
-        atomic_store_explicit(&vnni, v, memory_order_relaxed);
-    }
-    return atomic_load_explicit(&vnni, memory_order_relaxed);
-}
+int prge_cpu_avx512_bf16(void) { return MM_AVX512_AND("avx512bf16"); }
+int prge_matmul_int8(void) { return MM_AVX512_AND("avx512vnni"); }
 
 // 1..MM_MAX_PARTS products with N > 0 and K > 0, on this CPU's path.
 static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
