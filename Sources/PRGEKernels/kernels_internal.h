@@ -39,6 +39,22 @@ PRGE_AVX512 PRGE_INLINE __m512 prge_exp512(__m512 x) {
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, k);
 }
+
+// The LoRA B term of one row and 32 columns (a [r, PRGE_LORA_NC] panel of lora.c):
+// acc = Σ_j h[j]·pan[j] (j ascending, one FMA chain from zero), then y = s·acc + y. Written
+// once, here: prge_lora_b and the term added inside the matmul's tiles give the same bits.
+enum { PRGE_LORA_NC = 32 };
+PRGE_AVX512 PRGE_INLINE void prge_lora_row32(const float *h, const float *pan, int64_t r, __m512 s, __m512 *y0,
+                                             __m512 *y1) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t j = 0; j < r; j++) {
+        const __m512 hj = _mm512_set1_ps(h[j]);
+        a0 = _mm512_fmadd_ps(hj, _mm512_load_ps(pan + j * PRGE_LORA_NC), a0);
+        a1 = _mm512_fmadd_ps(hj, _mm512_load_ps(pan + j * PRGE_LORA_NC + 16), a1);
+    }
+    *y0 = _mm512_fmadd_ps(s, a0, *y0);
+    *y1 = _mm512_fmadd_ps(s, a1, *y1);
+}
 #endif
 
 // 1 when this CPU runs the AVX-512 paths, 0 for the portable C ones (env PRGE_MM_PATH=generic
@@ -52,10 +68,12 @@ int prge_cpu_avx512_bf16(void);
 // Slot 3: the LoRA terms' copy orders of a call (caller side).
 void *prge_scratch(int slot, size_t bytes);
 
-// lora.c, for prge_matmul_multi: the copies of term t in drawing order ([t->copies]), and the
-// term added to columns [n0, n1) of rows [row0, row1) of Y (a tile's part of the work of
-// prge_lora_b; it uses scratch slot 1).
+// lora.c, for prge_matmul_multi's tiles (which add each row's term with prge_lora_row32): the
+// copies of term t in drawing order ([t->copies]); every copy's [r, 32] panel B + e·z of
+// columns [n0, n0 + nc), nc <= 32, into buf (prge_lora_panels_floats(t) floats: copy c's
+// panel at buf + c·r·32, then scratch).
 struct prge_lora_term;
 void prge_lora_order(const struct prge_lora_term *t, int32_t *order);
-void prge_lora_tile(const struct prge_lora_term *t, const int32_t *order, int avx512, float *Y, int64_t ldy,
-                    int64_t n0, int64_t n1, int64_t row0, int64_t row1);
+size_t prge_lora_panels_floats(const struct prge_lora_term *t);
+void prge_lora_panels(const struct prge_lora_term *t, const int32_t *order, int avx512, int64_t n0, int64_t nc,
+                      float *buf);

@@ -16,6 +16,8 @@
 //       exact int32 vpdpbusd sums, then one fp32 scale-and-add chain per lane.
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
+//     "skinny" (M > MM_SMALL_M, f32 W of <= 16 rows: the stacked LoRA A's): fp32 dot products
+//       of X rows read in place, in every mode.
 #include "prge_kernels.h"
 #include "kernels_internal.h"
 #include <stdio.h>
@@ -475,8 +477,13 @@ PRGE_AVX512 static void mm_pack_panel_q4(const mm_ctx *c, const mm_part *w, int6
 }
 
 // ---- micro-kernels: MRC rows (of a packed block with stride MR) x 32 columns ----
+// The LoRA term of a micro-kernel's rows (t == NULL: none): row m0 + i of copy c = m / T adds
+// its term from copy c's panel at pan + c·r·32 (lora.c), before the row is stored.
+typedef struct { const prge_lora_term *t; const float *pan; int64_t m0; } mm_lora_blk;
+
 PRGE_AVX512 PRGE_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y, int64_t ldy,
-                                      int rows, __mmask16 k0, __mmask16 k1, int accumulate) {
+                                      int rows, __mmask16 k0, __mmask16 k1, int accumulate,
+                                      const mm_lora_blk *lb) {
     for (int i = 0; i < MRC; i++) {
         if (i >= rows) break;
         float *yr = y + i * ldy;
@@ -485,6 +492,12 @@ PRGE_AVX512 PRGE_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], floa
             a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(k0, yr), a0);
             a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(k1, yr + 16), a1);
         }
+        if (lb->t && lb->m0 + i < lb->t->copies * lb->t->T) {
+            const prge_lora_term *t = lb->t;
+            const int64_t m = lb->m0 + i;
+            prge_lora_row32(t->H + m * t->ldh, lb->pan + m / t->T * t->r * PRGE_LORA_NC, t->r, _mm512_set1_ps(t->s),
+                            &a0, &a1);
+        }
         _mm512_mask_storeu_ps(yr, k0, a0);
         _mm512_mask_storeu_ps(yr + 16, k1, a1);
     }
@@ -492,7 +505,7 @@ PRGE_AVX512 PRGE_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], floa
 
 PRGE_AVX512 PRGE_INLINE void mm_ukr_f32(const int MRC, const float *xp, const float *pan, int64_t K,
                                    float *y, int64_t ldy, int rows, __mmask16 k0, __mmask16 k1,
-                                   int accumulate) {
+                                   int accumulate, const mm_lora_blk *lb) {
     __m512 acc[MR][2];
     for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
@@ -503,12 +516,12 @@ PRGE_AVX512 PRGE_INLINE void mm_ukr_f32(const int MRC, const float *xp, const fl
             acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
         }
     }
-    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
 }
 
 PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp, const uint32_t *pan,
                                     int64_t KP, float *y, int64_t ldy, int rows, __mmask16 k0,
-                                    __mmask16 k1, int accumulate) {
+                                    __mmask16 k1, int accumulate, const mm_lora_blk *lb) {
     __m512 acc[MR][2];
     for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < KP; p++) {
@@ -520,7 +533,7 @@ PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp,
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
         }
     }
-    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
 }
 
 // MRC rows (of a packed block with stride MR8) x 32 columns of Q4 W. Per 32-k block: 8 vpdpbusd
@@ -528,7 +541,8 @@ PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp,
 // acc += float(Σ)·(d·dx), acc += m·sx.
 PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp, const float *xs,
                                          const uint32_t *pan, const float *ps, int64_t nblk, float *y,
-                                         int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate) {
+                                         int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate,
+                                         const mm_lora_blk *lb) {
     __m512 acc[MR8][2];
     for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * NR, xs += 2 * MR8) {
@@ -552,7 +566,7 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp,
             acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
         }
     }
-    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate);
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
 }
 
 #define MM_UKR_CASES(F, ...)                                                                     \
@@ -569,8 +583,8 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp,
 // The bf16 micro-kernel for `mrc` rows, out of line (see mm_pairs_bf16).
 PRGE_AVX512_BF16 static void mm_ukr_bf16_rows(int mrc, const uint32_t *xpb, const uint32_t *pan, int64_t KP,
                                               float *y, int64_t ldy, int rows, __mmask16 k0, __mmask16 k1,
-                                              int accumulate) {
-#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, KP, y, ldy, rows, k0, k1, accumulate)
+                                              int accumulate, const mm_lora_blk *lb) {
+#define BF16CALL(R, ...) mm_ukr_bf16(R, xpb, pan, KP, y, ldy, rows, k0, k1, accumulate, lb)
     MM_UKR_CASES(BF16CALL, 0)
 }
 
@@ -592,13 +606,21 @@ static mm_tile mm_task_tile(const mm_ctx *c, int64_t task) {
     return t;
 }
 
-// After a tile's product: its part of the product's LoRA term, while its rows of Y are in cache.
-PRGE_AVX512 PRGE_INLINE void mm_tile_lora(const mm_ctx *c, const mm_tile *t) {
-    const mm_part *w = t->w;
-    if (!w->lora) return;
-    const int64_t n1 = w->N - t->n0 < NC ? w->N : t->n0 + NC;
-    const int64_t r1 = t->mb1 * c->mr < c->M ? t->mb1 * c->mr : c->M;
-    prge_lora_tile(w->lora, w->order, 1, w->Y, w->ldy, t->n0, n1, t->mb0 * c->mr, r1);
+// A tile's part of its product's LoRA term: every copy's panels of each 32-column sub-tile
+// (scratch slot 2: free once W's panels are packed); the micro-kernels add each row's term
+// before they store it. t == NULL: no term.
+typedef struct { const prge_lora_term *t; float *buf; size_t stride; } mm_lora_tile;
+
+static mm_lora_tile mm_lora_panels(const mm_tile *t) {
+    mm_lora_tile l = {t->w->lora, NULL, 0};
+    if (!l.t) return l;
+    l.stride = prge_lora_panels_floats(l.t);
+    l.buf = (float *)prge_scratch(2, (size_t)t->nsub * l.stride * sizeof(float));
+    for (int s = 0; s < t->nsub; s++) {
+        const int64_t cn0 = t->n0 + s * NR;
+        prge_lora_panels(l.t, t->w->order, 1, cn0, t->w->N - cn0 < NR ? t->w->N - cn0 : NR, l.buf + s * l.stride);
+    }
+    return l;
 }
 
 // Store masks of the two 16-column halves of a 32-column sub-tile with `cols` live columns.
@@ -607,16 +629,18 @@ PRGE_AVX512 PRGE_INLINE void mm_col_masks(int64_t cols, __mmask16 *k0, __mmask16
     *k1 = prge_mask16(cols - 16);
 }
 
-// Sub-tile s of tile t for the X block at row m0: its output, its panel, its column masks.
-typedef struct { float *y; const uint32_t *pan; __mmask16 k0, k1; } mm_sub;
+// Sub-tile s of tile t for the X block at row m0: its output, its panel, its column masks, the
+// LoRA term of its rows.
+typedef struct { float *y; const uint32_t *pan; __mmask16 k0, k1; mm_lora_blk lb; } mm_sub;
 
-PRGE_AVX512 PRGE_INLINE mm_sub mm_subtile(const mm_tile *t, int s, int64_t m0, const uint32_t *panel,
-                                       size_t sub_elems) {
+PRGE_AVX512 PRGE_INLINE mm_sub mm_subtile(const mm_tile *t, const mm_lora_tile *l, int s, int64_t m0,
+                                          const uint32_t *panel, size_t sub_elems) {
     const int64_t cn0 = t->n0 + s * NR;
     mm_sub u;
     mm_col_masks(t->w->N - cn0, &u.k0, &u.k1);
     u.y = t->w->Y + m0 * t->w->ldy + cn0;
     u.pan = panel + s * sub_elems;
+    u.lb = (mm_lora_blk){l->t, l->t ? l->buf + s * l->stride : NULL, m0};
     return u;
 }
 
@@ -629,6 +653,7 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     float *tmp = (float *)prge_scratch(2, (size_t)(16 * RS + c->KD + 32) * sizeof(float));
     for (int s = 0; s < t.nsub; s++) mm_pack_panel(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
+    const mm_lora_tile l = mm_lora_panels(&t);
 
     for (int64_t mb = t.mb0; mb < t.mb1; mb++) {
         const int64_t m0 = mb * MR;
@@ -636,16 +661,15 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
         const int mrc = rows;
         const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
         for (int s = 0; s < t.nsub; s++) {
-            const mm_sub u = mm_subtile(&t, s, m0, panel, sub_elems);
+            const mm_sub u = mm_subtile(&t, &l, s, m0, panel, sub_elems);
             if (c->mode == PRGE_MM_F32) {
-#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
+#define F32CALL(R, ...) mm_ukr_f32(R, (const float *)xpb, (const float *)u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
                 MM_UKR_CASES(F32CALL, 0)
             } else {
-                mm_ukr_bf16_rows(mrc, xpb, u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate);
+                mm_ukr_bf16_rows(mrc, xpb, u.pan, c->KP, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb);
             }
         }
     }
-    mm_tile_lora(c, &t);
 }
 
 // The int8 kernel's tasks: as mm_panel_task, on Q4 panels and MR8-row int8 X blocks.
@@ -659,6 +683,7 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     uint32_t *tmp = (uint32_t *)prge_scratch(2, (size_t)(16 * RS) * 4);
     for (int s = 0; s < t.nsub; s++) mm_pack_panel_q4(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
+    const mm_lora_tile l = mm_lora_panels(&t);
 
     for (int64_t mb = t.mb0; mb < t.mb1; mb++) {
         const int64_t m0 = mb * MR8;
@@ -666,16 +691,15 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
         const uint32_t *xpb = (const uint32_t *)c->xp + mb * c->xstride;
         const float *xs = (const float *)(xpb + c->KP * MR8);
         for (int s = 0; s < t.nsub; s++) {
-            const mm_sub u = mm_subtile(&t, s, m0, panel, sub_elems);
+            const mm_sub u = mm_subtile(&t, &l, s, m0, panel, sub_elems);
             const float *ps = (const float *)(u.pan + c->KP * NR);
-#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate)
+#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
             switch (rows) {
             case 1: INT8CALL(1); break; case 2: INT8CALL(2); break; case 3: INT8CALL(3); break;
             case 4: INT8CALL(4); break; case 5: INT8CALL(5); break; default: INT8CALL(MR8); break;
             }
         }
     }
-    mm_tile_lora(c, &t);
 }
 
 // ---- small-M "dot" path ----
@@ -789,6 +813,58 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
                         o->accumulate, rpt};
         prge_pool_run(pool, mm_dot_task, &c, (o->N + rpt - 1) / rpt);
     }
+}
+
+// ---- skinny path: f32 W of at most 16 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
+// A panel tile is 32 columns wide, so N = 2..6 would be mostly padding, and X would be packed
+// for it; here each output is a dot product of an X row (read in place) and a W row: 16 lanes
+// over k, then a fixed reduction. fp32 in every mode: these products are ~1 % of a step's flops.
+enum { MM_SKINNY_N = 16, MM_SKINNY_ROWS = 32 };
+
+typedef struct { const float *X; int64_t ldx; const prge_mm_out *o; int64_t M, K; } mm_skinny_ctx;
+
+static int mm_skinny_fits(const prge_mm_out *o) { return o->wtype == PRGE_T_F32 && o->N <= MM_SKINNY_N && !o->lora; }
+
+// Row m's columns, N <= G (the rest of the G load row 0 and are not stored): full 16-lane
+// steps over k, a masked tail, then one fixed reduction per column.
+PRGE_AVX512 PRGE_INLINE void mm_skinny_row(const int G, const mm_skinny_ctx *c, int64_t m) {
+    const prge_mm_out *o = c->o;
+    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float), K16 = c->K & ~(int64_t)15;
+    const float *x = c->X + m * c->ldx, *w[MM_SKINNY_N];
+    __m512 acc[MM_SKINNY_N];
+    for (int g = 0; g < G; g++) {
+        w[g] = (const float *)o->W + (g < o->N ? g : 0) * ldw;
+        acc[g] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < K16; k += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + k);
+        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[g] + k), acc[g]);
+    }
+    if (K16 < c->K) {
+        const __mmask16 km = prge_mask16(c->K - K16);
+        const __m512 xv = _mm512_maskz_loadu_ps(km, x + K16);
+        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(km, w[g] + K16), acc[g]);
+    }
+    float *y = o->Y + m * o->ldy;
+    for (int g = 0; g < G && g < o->N; g++) {
+        const float d = _mm512_reduce_add_ps(acc[g]);
+        y[g] = o->accumulate ? y[g] + d : d;
+    }
+}
+
+PRGE_AVX512 static void mm_skinny_task(void *vctx, int64_t task) {
+    const mm_skinny_ctx *c = (const mm_skinny_ctx *)vctx;
+    const int64_t m1 = (task + 1) * MM_SKINNY_ROWS < c->M ? (task + 1) * MM_SKINNY_ROWS : c->M;
+    for (int64_t m = task * MM_SKINNY_ROWS; m < m1; m++) {
+        if (c->o->N <= 4) mm_skinny_row(4, c, m);
+        else if (c->o->N <= 8) mm_skinny_row(8, c, m);
+        else mm_skinny_row(MM_SKINNY_N, c, m);
+    }
+}
+
+static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_mm_out *o, int64_t M, int64_t K) {
+    const mm_skinny_ctx c = {X, ldx, o, M, K};
+    prge_pool_run(pool, mm_skinny_task, (void *)&c, (M + MM_SKINNY_ROWS - 1) / MM_SKINNY_ROWS);
 }
 
 // The tiles of products outs[0, n_outs) over c's packed X, in one parallel region.
@@ -919,8 +995,15 @@ static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
     const int fast = avx512 && (kind != PRGE_MM_BF16 || prge_cpu_avx512_bf16() == 1);
 #if PRGE_X86
     if (fast && M > MM_SMALL_M) {   // the panel paths add the LoRA terms inside their tiles
-        if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K);
-        else mm_avx512_panel(pool, kind, X, ldx, outs, n_outs, M, K);
+        prge_mm_out tiled[MM_MAX_PARTS];
+        int nt = 0;
+        for (int i = 0; i < n_outs; i++) {   // skinny ones first: a term's H may be one of them
+            if (mm_skinny_fits(&outs[i])) mm_skinny(pool, X, ldx, &outs[i], M, K);
+            else tiled[nt++] = outs[i];
+        }
+        if (nt == 0) return;
+        if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, tiled, nt, M, K);
+        else mm_avx512_panel(pool, kind, X, ldx, tiled, nt, M, K);
         return;
     }
     if (fast) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);

@@ -341,6 +341,13 @@ import PRGEKernels
         Self.check(Self.types[4], M: shape.0, N: shape.1, K: shape.2, seed: 77)
     }
 
+    /// Stacked LoRA A's (f32 W of at most 16 rows) past the small-M path: the skinny dot
+    /// products, fp32 in every mode; K off and on the 16-lane grid, N off and on the 4-column one.
+    @Test(arguments: [(25, 1, 7), (40, 6, 576), (100, 16, 33), (57, 2, 1536), (31, 11, 100)])
+    func skinnyF32(_ shape: (Int, Int, Int)) {
+        Self.check(Self.types[0], M: shape.0, N: shape.1, K: shape.2, seed: 4242 &+ UInt64(shape.1))
+    }
+
     @Test func tiedOutputShapeQ8_0() {
         Self.check(Self.types[7], M: 5, N: 1000, K: 576, seed: 99)
         Self.check(Self.types[7], M: 20, N: 1000, K: 576, seed: 98)

@@ -48,6 +48,8 @@ void prge_pool_run(prge_pool *pool, prge_task_fn fn, void *ctx, int64_t n_tasks)
 //   y = Σ_blk dx·d·Σ q_x·q_w + m·dx·Σ q_x. Everything else (other W types, f32 products of a
 //   multi call, small M, the portable path, CPUs without VNNI) runs as PRGE_MM_BF16 where
 //   prge_matmul_bf16_pays(), else as PRGE_MM_F32.
+// On the AVX-512 path with M > 24, an f32 W of at most 16 rows (a layer's stacked LoRA A's) is
+// fp32 in every mode: a 32-column tile would be mostly padding; dot products are not.
 enum { PRGE_MM_F32 = 0, PRGE_MM_BF16 = 1, PRGE_MM_INT8 = 2 };
 void prge_matmul(prge_pool *pool, int mode,
                  const float *X, int64_t ldx,
