@@ -867,6 +867,27 @@ static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_m
     prge_pool_run(pool, mm_skinny_task, (void *)&c, (M + MM_SKINNY_ROWS - 1) / MM_SKINNY_ROWS);
 }
 
+// ---- transposed product (prge_matmul_t, below): jb decoded rows of W into each row of Y ----
+// The types mm_decode_row_avx512 decodes itself.
+static int mm_fast_type(uint32_t t) {
+    return t == PRGE_T_F32 || t == PRGE_T_F16 || t == PRGE_T_BF16 || t == PRGE_T_Q4_0 || t == PRGE_T_Q4_1 ||
+           t == PRGE_T_Q8_0;
+}
+
+PRGE_AVX512 static void mt_rows_avx512(const float *d, int64_t ldd, const float *w, int jb, float *Y, int64_t ldy,
+                                       int64_t n, int64_t K) {
+    for (int64_t i = 0; i < n; i++) {
+        float *y = Y + i * ldy;
+        for (int64_t k = 0; k < K; k += 16) {
+            const __mmask16 m = prge_mask16(K - k);
+            __m512 acc = _mm512_maskz_loadu_ps(m, y + k);
+            for (int j = 0; j < jb; j++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d[i * ldd + j]), _mm512_maskz_loadu_ps(m, w + j * K + k), acc);
+            _mm512_mask_storeu_ps(y + k, m, acc);
+        }
+    }
+}
+
 // The tiles of products outs[0, n_outs) over c's packed X, in one parallel region.
 static void mm_panel_region(prge_pool *pool, mm_ctx *c, const prge_mm_out *outs, const int32_t *const *orders,
                             int n_outs) {
@@ -956,6 +977,43 @@ PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t 
     if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
 }
 #endif  // PRGE_X86
+
+// ---- transposed product: Y = D·W (the guide's Wᵀ·δ for each row of δ), one thread ----------
+// Y[i, k] = Σ_j D[i, j]·W[j, k], j ascending from zero, fp32. W's rows are decoded MT_JB at a
+// time into scratch, so each 16-lane piece of Y is loaded and stored once per MT_JB rows.
+enum { MT_JB = 8 };
+
+static void mt_rows_generic(const float *d, int64_t ldd, const float *w, int jb, float *Y, int64_t ldy, int64_t n,
+                            int64_t K) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < K; k++) {
+            float acc = Y[i * ldy + k];
+            for (int j = 0; j < jb; j++) acc += d[i * ldd + j] * w[j * K + k];
+            Y[i * ldy + k] = acc;
+        }
+}
+
+int prge_matmul_t(int mode, const float *D, int64_t ldd, const void *W, uint32_t wtype, int64_t w_row_bytes,
+                  float *Y, int64_t ldy, int64_t n, int64_t N, int64_t K) {
+    const int avx512 = (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512() == 1;
+    float *w = (float *)prge_scratch(1, (size_t)(MT_JB * K) * sizeof(float));   // [MT_JB, K] decoded rows
+    for (int64_t i = 0; i < n; i++) memset(Y + i * ldy, 0, (size_t)K * sizeof(float));
+    for (int64_t j0 = 0; j0 < N; j0 += MT_JB) {
+        const int jb = (int)(N - j0 < MT_JB ? N - j0 : MT_JB);
+        for (int j = 0; j < jb; j++) {
+            const uint8_t *src = (const uint8_t *)W + (j0 + j) * w_row_bytes;
+#if PRGE_X86
+            if (avx512 && mm_fast_type(wtype)) { mm_decode_row_avx512(wtype, src, w + j * K, K); continue; }
+#endif
+            if (mm_decode_row(wtype, src, w + j * K, K) != 0) return -1;
+        }
+#if PRGE_X86
+        if (avx512) { mt_rows_avx512(D + j0, ldd, w, jb, Y, ldy, n, K); continue; }
+#endif
+        mt_rows_generic(D + j0, ldd, w, jb, Y, ldy, n, K);
+    }
+    return 0;
+}
 
 int prge_cpu_avx512(void) {
     // Every thread computes the same value; atomic so the race is a defined one (ThreadSanitizer).

@@ -1,4 +1,4 @@
-// ops.c: the row-wise ops of the Llama block (RMSNorm, SwiGLU), one parallel region each.
+// ops.c: the row-wise ops of the Llama block (RMSNorm, SwiGLU, RoPE), one parallel region each.
 //
 // An element's arithmetic depends only on its row (RMSNorm) or on itself (SwiGLU), never on
 // how the work is split into tasks: the AVX-512 path covers row tails with masked lanes of the
@@ -7,7 +7,7 @@
 #include "kernels_internal.h"
 #include <math.h>
 
-enum { OPS_NORM_ROWS = 16, OPS_SWIGLU_ELEMS = 16384 };   // work per task
+enum { OPS_NORM_ROWS = 16, OPS_SWIGLU_ELEMS = 16384, OPS_ROPE_ROWS = 32 };   // work per task
 
 typedef struct {
     const float *x; int64_t ldx;
@@ -24,6 +24,13 @@ typedef struct {
     int avx512;
 } ops_swiglu_ctx;
 
+typedef struct {
+    float *x; int64_t ldx;
+    int64_t rows, T, heads, head_dim, half;
+    const float *cs, *sn;   // [T, half]
+    int avx512;
+} ops_rope_ctx;
+
 // ---- portable path ---------------------------------------------------------------------------
 static void ops_norm_row_generic(const float *x, const float *w, float *out, int64_t n, float eps) {
     float ss = 0.0f;
@@ -34,6 +41,17 @@ static void ops_norm_row_generic(const float *x, const float *w, float *out, int
 
 static void ops_swiglu_generic(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+// One row: pairs (a, b) = (x[2i], x[2i+1]) of each head -> (a·c − b·s, a·s + b·c), unfused.
+static void ops_rope_row_generic(float *x, const float *cs, const float *sn, int64_t heads, int64_t hd, int64_t half) {
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = 0; i < half; i++) {
+            float *e = x + h * hd + 2 * i;
+            const float a = e[0], b = e[1];
+            e[0] = a * cs[i] - b * sn[i];
+            e[1] = a * sn[i] + b * cs[i];
+        }
 }
 
 #if PRGE_X86
@@ -61,6 +79,25 @@ PRGE_AVX512 static void ops_swiglu_avx512(float *gate, const float *up, int64_t 
         _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(k, up + i)));
     }
 }
+
+// 8 pairs a step: c and s spread to both lanes of a pair, the pair swapped for the cross terms;
+// even lanes a·c − b·s, odd lanes b·c + a·s, each product rounded as the generic path's are.
+PRGE_AVX512 static void ops_rope_row_avx512(float *x, const float *cs, const float *sn, int64_t heads, int64_t hd,
+                                            int64_t half) {
+    const __m512i spread = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    for (int64_t i = 0; i < half; i += 8) {
+        const __mmask16 k = prge_mask16(2 * (half - i));           // the pairs' lanes
+        const __mmask8 kt = (__mmask8)prge_mask16(half - i);        // their table entries
+        const __m512 c = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(kt, cs + i)));
+        const __m512 s = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(kt, sn + i)));
+        for (int64_t h = 0; h < heads; h++) {
+            float *e = x + h * hd + 2 * i;
+            const __m512 v = _mm512_maskz_loadu_ps(k, e);
+            const __m512 p = _mm512_mul_ps(v, c), q = _mm512_mul_ps(_mm512_permute_ps(v, 0xb1), s);
+            _mm512_mask_storeu_ps(e, k, _mm512_mask_sub_ps(_mm512_add_ps(p, q), 0x5555, p, q));
+        }
+    }
+}
 #endif
 
 static void ops_norm_task(void *vctx, int64_t task) {
@@ -85,6 +122,20 @@ static void ops_swiglu_task(void *vctx, int64_t task) {
     ops_swiglu_generic(c->gate + i0, c->up + i0, n);
 }
 
+static void ops_rope_task(void *vctx, int64_t task) {
+    const ops_rope_ctx *c = (const ops_rope_ctx *)vctx;
+    const int64_t r0 = task * OPS_ROPE_ROWS;
+    const int64_t r1 = r0 + OPS_ROPE_ROWS < c->rows ? r0 + OPS_ROPE_ROWS : c->rows;
+    for (int64_t r = r0; r < r1; r++) {
+        float *x = c->x + r * c->ldx;
+        const float *cs = c->cs + (r % c->T) * c->half, *sn = c->sn + (r % c->T) * c->half;
+#if PRGE_X86
+        if (c->avx512) { ops_rope_row_avx512(x, cs, sn, c->heads, c->head_dim, c->half); continue; }
+#endif
+        ops_rope_row_generic(x, cs, sn, c->heads, c->head_dim, c->half);
+    }
+}
+
 void prge_rms_norm(prge_pool *pool, int mode, const float *x, int64_t ldx, const float *w,
                    float *out, int64_t ldo, int64_t rows, int64_t n, float eps) {
     if (rows <= 0 || n <= 0) return;
@@ -96,4 +147,12 @@ void prge_swiglu(prge_pool *pool, int mode, float *gate, const float *up, int64_
     if (n <= 0) return;
     ops_swiglu_ctx c = {gate, up, n, (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
     prge_pool_run(pool, ops_swiglu_task, &c, (n + OPS_SWIGLU_ELEMS - 1) / OPS_SWIGLU_ELEMS);
+}
+
+void prge_rope(prge_pool *pool, int mode, float *x, int64_t ldx, int64_t rows, int64_t T, int64_t heads,
+               int64_t head_dim, int64_t half, const float *cs, const float *sn) {
+    if (rows <= 0 || heads <= 0 || half <= 0) return;
+    ops_rope_ctx c = {x, ldx, rows, T, heads, head_dim, half, cs, sn,
+                      (mode & PRGE_MM_GENERIC) == 0 && prge_cpu_avx512()};
+    prge_pool_run(pool, ops_rope_task, &c, (rows + OPS_ROPE_ROWS - 1) / OPS_ROPE_ROWS);
 }

@@ -431,4 +431,44 @@ import PRGEKernels
         #expect((prge_bench_bf16_peak_gflops(1) > 0) == (path == "avx512-bf16"))
         #expect(prge_bench_fma_peak_gflops(1) > 0)
     }
+
+    /// prge_matmul_t (the guide's Wᵀ·δ): Y = D·W against float64 on W dequantized by the
+    /// reference, |y − ref| ≤ 1.5·(N+4)·u·S (S = Σ_j |D_ij·W_jk|: a length-N fp32 sum), on both
+    /// paths; N off the 8-row blocks, Y strided (its padding survives); a type no path decodes
+    /// gives −1.
+    @Test(arguments: [0, 4, 7, 10])
+    func transposedProduct(_ ti: Int) {
+        let t = Self.types[ti], n = 5, N = 37, K = t.blockElems == 256 ? 512 : 96, ldd = N + 2, ldy = K + 3
+        var rng = RNG(s: UInt64(ti) &* 7919 | 1)
+        let (w, rowBytes) = Self.randomW(t, N: N, K: K, rng: &rng)
+        let wf = Self.dequant(t, w, rowBytes: rowBytes, N: N, K: K)
+        let D = (0..<(n * ldd)).map { _ in rng.float() }
+        let u = 1.0 / Double(1 << 24)
+        for mode in [Int32(0), Int32(PRGE_MM_GENERIC)] {
+            var Y = [Float](repeating: 9, count: n * ldy)
+            let rc = w.withUnsafeBytes { wp in
+                prge_matmul_t(mode, D, Int64(ldd), wp.baseAddress, t.type, Int64(rowBytes), &Y, Int64(ldy),
+                              Int64(n), Int64(N), Int64(K))
+            }
+            #expect(rc == 0)
+            var bad = 0
+            for i in 0..<n {
+                for k in 0..<K {
+                    var ref = 0.0, S = 0.0
+                    for j in 0..<N {
+                        let p = Double(D[i * ldd + j]) * Double(wf[j * K + k])
+                        ref += p; S += abs(p)
+                    }
+                    if !(abs(Double(Y[i * ldy + k]) - ref) <= 1.5 * Double(N + 4) * u * S) { bad += 1 }
+                }
+                for k in K..<ldy where Y[i * ldy + k] != 9 { bad += 1 }
+            }
+            #expect(bad == 0, "\(t) mode \(mode): \(bad) of \(n * K) outside the bound")
+        }
+        var Y = [Float](repeating: 0, count: n * ldy)
+        let rc = w.withUnsafeBytes { wp in
+            prge_matmul_t(0, D, Int64(ldd), wp.baseAddress, 99, Int64(rowBytes), &Y, Int64(ldy), Int64(n), Int64(N), Int64(K))
+        }
+        #expect(rc == -1)
+    }
 }

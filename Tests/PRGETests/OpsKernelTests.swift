@@ -4,12 +4,13 @@ import PRGEKernels
 import Glibc
 #endif
 
-/// prge_rms_norm and prge_swiglu (ops.c) against float64 references, on both paths, and bit
+/// prge_rms_norm, prge_swiglu and prge_rope (ops.c) against references, on both paths, and bit
 /// for bit the same for any thread count. u = 2⁻²⁴.
 ///   RMSNorm: the sum of squares has n+4 roundings at most, the rest a handful:
 ///            |out − ref| ≤ (n/2 + 8)·u·|ref| (the square root halves the relative error).
 ///   SwiGLU:  e^x within 2 ulp, then +, /, · one rounding each: |out − ref| ≤ 8·u·|ref|, plus
 ///            1e-30 absolute: below g ≈ −88.7, e^−g overflows and silu(g) (< 1e-36) becomes −0.
+///   RoPE:    exact: each product rounded, then one sum, as the formula in fp32 gives.
 @Suite struct OpsKernelTests {
     static let modes = [Int32(0), Int32(PRGE_MM_GENERIC)]
 
@@ -73,6 +74,37 @@ import Glibc
             #expect(bad == 0, "mode \(mode): \(bad) bad, \(first)")
             #expect(outs[0].map(\.bitPattern) == outs[1].map(\.bitPattern) && outs[2].map(\.bitPattern) == outs[1].map(\.bitPattern),
                     "mode \(mode): thread count changed bits")
+        }
+    }
+
+    /// (heads, head_dim, half): the reference model's q (9 × 64, all 32 pairs), a partial rotation
+    /// with a tail of pairs (3 of 4), and one pair.
+    @Test(arguments: [(9, 64, 32), (3, 8, 3), (2, 2, 1)])
+    func ropeMatchesFormula(_ shape: (Int, Int, Int)) {
+        let (heads, hd, half) = shape
+        var rng = MatmulTests.RNG(s: UInt64(hd * 31 + half))
+        let T = 5, rows = 13, ld = heads * hd + 2               // rows 5..12 are copies at T's positions
+        let x = (0..<(rows * ld)).map { _ in rng.float() * 3 }
+        let cs = (0..<(T * half)).map { _ in rng.float() }, sn = (0..<(T * half)).map { _ in rng.float() }
+        var want = x
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let e = r * ld + h * hd + 2 * i, c = cs[(r % T) * half + i], s = sn[(r % T) * half + i]
+                    let a = x[e], b = x[e + 1]
+                    want[e] = a * c - b * s
+                    want[e + 1] = a * s + b * c
+                }
+            }
+        }
+        let ps = Self.pools()
+        defer { ps.forEach(prge_pool_free) }
+        for mode in Self.modes {
+            for p in ps {
+                var out = x
+                prge_rope(p, mode, &out, Int64(ld), Int64(rows), Int64(T), Int64(heads), Int64(hd), Int64(half), cs, sn)
+                #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "\(shape) mode \(mode): differs from the formula")
+            }
         }
     }
 }

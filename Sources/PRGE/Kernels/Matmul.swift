@@ -74,3 +74,11 @@ func matmulF32(_ pool: ThreadPool, _ x: UnsafePointer<Float>, ldx: Int, _ w: Uns
     prge_matmul(pool.raw, Int32(PRGE_MM_F32), x, Int64(ldx), w, GGMLType.f32.rawValue, Int64(k * 4),
                 y, Int64(ldy), Int64(m), Int64(n), Int64(k), accumulate ? 1 : 0)
 }
+
+/// y [n, W.cols] = d [n, W.rows] · W: the transposed product (the guide's Wᵀ·δ for each of n rows
+/// of δ), fp32, on the calling thread (the guide runs one layer per pool task).
+func matmulTransposed(_ d: UnsafePointer<Float>, _ w: QMatrix, _ y: UnsafeMutablePointer<Float>, rows n: Int) {
+    let rc = prge_matmul_t(0, d, Int64(w.rows), w.data, w.type.rawValue, Int64(w.rowBytes), y, Int64(w.cols),
+                           Int64(n), Int64(w.rows), Int64(w.cols))
+    precondition(rc == 0, "matmulTransposed: \(w.name) has type \(w.type.name), which no kernel decodes")
+}

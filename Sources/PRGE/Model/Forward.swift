@@ -137,12 +137,6 @@ extension Context {
         }
     }
 
-    /// Row-parallel helper: body(lo, hi) over R rows in chunks.
-    private func forRows(_ R: Int, _ body: (Int, Int) -> Void) {
-        let chunks = min(R, pool.threads * 4)
-        pool.parallelFor(chunks) { i in body(i * R / chunks, (i + 1) * R / chunks) }
-    }
-
     private func layer(_ l: Int, x: UnsafeMutablePointer<Float>, L: RowLayout, copies: Int, lora: LoRAPlan?, cache: KVCache?) {
         let c = model.config, w = model.layers[l]
         let T = L.rowsPerCopy, R = copies * T, d = c.nEmbd, qd = c.qDim, kvd = c.kvDim, ff = c.nFF
@@ -200,23 +194,9 @@ extension Context {
     }
 
     private func applyRope(_ t: UnsafeMutablePointer<Float>, heads: Int, R: Int, T: Int) {
-        let c = model.config, hd = c.headDim, half = c.ropeDim / 2, ld = heads * hd
-        let cs = ws.ropeCos.ptr, sn = ws.ropeSin.ptr
-        forRows(R) { lo, hi in
-            for r in lo..<hi {
-                let pr = r % T                       // copies share positions
-                let row = t + r * ld
-                for i in 0..<half {
-                    let co = cs[pr * half + i], si = sn[pr * half + i]
-                    for h in 0..<heads {
-                        let e = row + h * hd + 2 * i
-                        let a = e[0], b = e[1]
-                        e[0] = a * co - b * si
-                        e[1] = a * si + b * co
-                    }
-                }
-            }
-        }
+        let c = model.config
+        prge_rope(pool.raw, 0, t, Int64(heads * c.headDim), Int64(R), Int64(T), Int64(heads), Int64(c.headDim),
+                  Int64(c.ropeDim / 2), ws.ropeCos.ptr, ws.ropeSin.ptr)
     }
 
     private func attention(_ l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,

@@ -247,21 +247,11 @@ extension Context {
         }
     }
 
-    /// Wᵀ·δ for each of n rows of δ [n, W.rows], W row by row: [n, W.cols].
+    /// Wᵀ·δ for each of n rows of δ [n, W.rows]: [n, W.cols].
     private func transposedProduct(_ w: QMatrix, _ delta: [Float], n: Int) -> [Float] {
-        let rowsW = w.rows, cols = w.cols
-        var out = [Float](repeating: 0, count: n * cols)
-        var row = [Float](repeating: 0, count: cols)
-        out.withUnsafeMutableBufferPointer { op in
-            row.withUnsafeMutableBufferPointer { rp in
-                for j in 0..<rowsW {
-                    w.dequantizeRow(j, into: rp.baseAddress!)
-                    for i in 0..<n {
-                        let cj = delta[i * rowsW + j], o = op.baseAddress! + i * cols
-                        for m in 0..<cols { o[m] += cj * rp[m] }
-                    }
-                }
-            }
+        var out = [Float](repeating: 0, count: n * w.cols)
+        delta.withUnsafeBufferPointer { d in
+            out.withUnsafeMutableBufferPointer { o in matmulTransposed(d.baseAddress!, w, o.baseAddress!, rows: n) }
         }
         return out
     }

@@ -73,6 +73,12 @@ typedef struct {
 } prge_mm_out;
 void prge_matmul_multi(prge_pool *pool, int mode, const float *X, int64_t ldx,
                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K);
+// The transposed product Y = D·W ([n, K] = [n, N]·[N, K], W as above: N rows of K elements):
+// the guide's Wᵀ·δ for each row of δ. fp32 in one thread (the caller's task: the guide runs a
+// layer per task); Y[i, k] sums its N products in row order. Returns 0, or -1 for a W type
+// neither path decodes (Y is then partly written). mode: 0, or PRGE_MM_GENERIC.
+int prge_matmul_t(int mode, const float *D, int64_t ldd, const void *W, uint32_t wtype, int64_t w_row_bytes,
+                  float *Y, int64_t ldy, int64_t n, int64_t N, int64_t K);
 // Added (matmul.c):
 // OR into `mode` to force the portable C path (tests, benchmarks).
 enum { PRGE_MM_GENERIC = 0x100 };
@@ -132,6 +138,11 @@ void prge_rms_norm(prge_pool *pool, int mode, const float *x, int64_t ldx, const
                    float *out, int64_t ldo, int64_t rows, int64_t n, float eps);
 // gate[i] = silu(gate[i]) · up[i] for i < n, silu(g) = g / (1 + e^-g); e^x within 2 ulp.
 void prge_swiglu(prge_pool *pool, int mode, float *gate, const float *up, int64_t n);
+// RoPE in place: row r of x ([rows, heads·head_dim], stride ldx) is at table row r % T (copies
+// share positions); pairs (x[2i], x[2i+1]) of each head, i < half, turn by (cs, sn)[r % T, i]:
+// (a·c − b·s, a·s + b·c), each product rounded before the sum (the Swift path's bits).
+void prge_rope(prge_pool *pool, int mode, float *x, int64_t ldx, int64_t rows, int64_t T, int64_t heads,
+               int64_t head_dim, int64_t half, const float *cs, const float *sn);
 
 // ---- attention.c: causal attention of a ragged batch, all heads, one parallel region ---------
 // Sequence s has len[s] query rows q_row[s] ..< q_row[s] + len[s] of q and out, at positions

@@ -1,0 +1,98 @@
+// int8_ceiling.c: what the Q4_1 × int8 micro-kernel's structure allows on this core, apart from
+// memory, tiling and X quantization. Against prge's measured int8 peak (one thread: independent
+// vpdpbusd chains, register operands; what prge bench calls the peak), two loops over data that
+// stays in L1, one thread:
+//   dot only   the micro-kernel's inner loop (matmul.c, mm_ukr_int8): 6 rows x 32 columns, per
+//              32-k block 8 quads x (2 W loads, 6 X broadcasts, 12 vpdpbusd)
+//   + scales   the same plus its per-block fp32 tail: per row a convert, a multiply and two FMAs
+//              per 16 columns (d·dx and the Q4_1 minimum m·sx), as Q4_1's 32-element blocks need
+// Build and run (AVX512-VNNI CPUs only):
+//   S=Sources/PRGEKernels
+//   clang -O3 -I$S/include benchmarks/kernels/int8_ceiling.c $S/matmul.c $S/pool.c $S/dequant.c \
+//         $S/lora.c $S/rng.c -lpthread -lm -o /tmp/i8c && /tmp/i8c
+#include "prge_kernels.h"
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni"), noinline))
+enum { ROWS = 6, BLOCKS = 18 };   // K = 576: the reference model's d_model
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+
+static uint32_t X[BLOCKS * 8 * ROWS] __attribute__((aligned(64)));    // [block][quad][row] int8 quads
+static uint32_t W[BLOCKS * 8 * 32] __attribute__((aligned(64)));      // [block][quad][column] 4-bit codes
+static float XS[BLOCKS * 2 * ROWS] __attribute__((aligned(64)));      // [block][dx, sx][row]
+static float WS[BLOCKS * 2 * 32] __attribute__((aligned(64)));        // [block][d, m][column]
+
+// One 32-k block of the dot products: s[i][h] += Σ over the block's 32 k of x_i · w (exact int32).
+#define BLOCK_DOTS(s, xp, pan)                                                                   \
+    for (int q = 0; q < 8; q++) {                                                                \
+        const __m512i w0 = _mm512_load_si512(pan + q * 32), w1 = _mm512_load_si512(pan + q * 32 + 16); \
+        for (int i = 0; i < ROWS; i++) {                                                         \
+            const __m512i a = _mm512_set1_epi32((int)xp[q * ROWS + i]);                          \
+            s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);                                       \
+            s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);                                       \
+        }                                                                                        \
+    }
+
+VNNI static int64_t dot_only(int64_t iters) {
+    __m512i s[ROWS][2];
+    for (int i = 0; i < ROWS; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
+    for (int64_t it = 0; it < iters; it++)
+        for (int b = 0; b < BLOCKS; b++) {
+            const uint32_t *xp = X + b * 8 * ROWS, *pan = W + b * 8 * 32;
+            BLOCK_DOTS(s, xp, pan)
+        }
+    for (int i = 0; i < ROWS; i++) s[0][0] = _mm512_add_epi32(s[0][0], _mm512_add_epi32(s[i][0], s[i][1]));
+    return _mm512_reduce_add_epi32(s[0][0]);
+}
+
+VNNI static float with_scales(int64_t iters) {
+    __m512 acc[ROWS][2];
+    for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t it = 0; it < iters; it++)
+        for (int b = 0; b < BLOCKS; b++) {
+            const uint32_t *xp = X + b * 8 * ROWS, *pan = W + b * 8 * 32;
+            const float *xs = XS + b * 2 * ROWS, *ws = WS + b * 2 * 32;
+            __m512i s[ROWS][2];
+            for (int i = 0; i < ROWS; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
+            BLOCK_DOTS(s, xp, pan)
+            const __m512 d0 = _mm512_load_ps(ws), d1 = _mm512_load_ps(ws + 16);
+            const __m512 m0 = _mm512_load_ps(ws + 32), m1 = _mm512_load_ps(ws + 48);
+            for (int i = 0; i < ROWS; i++) {
+                const __m512 dx = _mm512_set1_ps(xs[i]), sx = _mm512_set1_ps(xs[ROWS + i]);
+                acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+                acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
+            }
+        }
+    for (int i = 0; i < ROWS; i++) acc[0][0] = _mm512_add_ps(acc[0][0], _mm512_add_ps(acc[i][0], acc[i][1]));
+    return _mm512_reduce_add_ps(acc[0][0]);
+}
+
+int main(void) {
+    if (!__builtin_cpu_supports("avx512vnni")) { fprintf(stderr, "int8_ceiling: needs AVX512-VNNI\n"); return 1; }
+    // Data the compiler cannot see through (all-zero static arrays would let it drop the dots).
+    for (size_t i = 0; i < sizeof X / 4; i++) X[i] = 0x01ff02feu * (uint32_t)(i + 1);
+    for (size_t i = 0; i < sizeof W / 4; i++) W[i] = 0x0f0a0503u ^ (uint32_t)i;
+    for (size_t i = 0; i < sizeof XS / 4; i++) XS[i] = 1e-3f * (float)(i % 7);
+    for (size_t i = 0; i < sizeof WS / 4; i++) WS[i] = 1e-3f * (float)(i % 5);
+    const int64_t per_pass = (int64_t)BLOCKS * 8 * ROWS * 2, passes = 140000;   // vpdpbusd per pass over K
+    const int64_t n = per_pass * passes;                                           // per loop
+    for (int round = 0; round < 3; round++) {
+        const double peak = prge_bench_int8_peak_gops(1);
+        double t0 = now();
+        volatile int64_t r = dot_only(passes);
+        const double dot = n * 128.0 / (now() - t0) * 1e-9;
+        t0 = now();
+        volatile float f = with_scales(passes);
+        const double scaled = n * 128.0 / (now() - t0) * 1e-9;
+        (void)r, (void)f;
+        printf("round %d: peak %.0f GOP/s; dot only %.0f (%.2f of peak); + per-block scales %.0f (%.2f)\n", round,
+               peak, dot, dot / peak, scaled, scaled / peak);
+    }
+    return 0;
+}
