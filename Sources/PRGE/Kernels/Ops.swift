@@ -4,8 +4,8 @@ import Glibc
 
 import PRGEKernels
 
-// Row-wise ops of the Llama block: RMSNorm and SwiGLU are C kernels (ops.c, vectorized, one
-// parallel region each); RoPE's tables are here.
+// Row-wise ops of the Llama block: RMSNorm, SwiGLU and RoPE are C kernels (ops.c, vectorized,
+// one parallel region each); RoPE's frequencies are here.
 
 /// out[r, i] = x[r, i] / sqrt(mean(x[r]²) + eps) · w[i] for `rows` rows of n.
 @inline(__always)
@@ -20,29 +20,21 @@ func swiglu(_ pool: ThreadPool, _ gate: UnsafeMutablePointer<Float>, _ up: Unsaf
     prge_swiglu(pool.raw, 0, gate, up, Int64(n))
 }
 
-/// RoPE tables for one position: cos/sin of pos · base^(-2i/ropeDim), i < ropeDim/2.
+/// RoPE in place on rows [R, heads·headDim] of x: pairs (x[2i], x[2i+1]), i < half, of each head
+/// turn by (cs, sn)[r % T, i] (copies share positions; GGUF's llama layout: the converter permuted
+/// q/k rows so that this "normal" rotation matches HF's).
+@inline(__always)
+func rope(_ pool: ThreadPool, _ x: UnsafeMutablePointer<Float>, rows R: Int, T: Int, heads: Int, headDim: Int,
+          half: Int, cos cs: UnsafePointer<Float>, sin sn: UnsafePointer<Float>) {
+    prge_rope(pool.raw, 0, x, Int64(heads * headDim), Int64(R), Int64(T), Int64(heads), Int64(headDim), Int64(half), cs, sn)
+}
+
+/// RoPE's frequencies base^(-2i/ropeDim), i < ropeDim/2: the forward's cos/sin tables and the
+/// guide's turning back are made from them.
 struct Rope {
     let invFreq: [Float]     // [ropeDim/2]
 
     init(ropeDim: Int, base: Float) {
         invFreq = (0..<ropeDim / 2).map { i in powf(base, -Float(2 * i) / Float(ropeDim)) }
-    }
-
-    /// Rotate adjacent pairs (x[2i], x[2i+1]) of each of `heads` heads (GGUF's llama layout:
-    /// the converter permuted q/k rows so that this "normal" rotation matches HF's).
-    @inline(__always)
-    func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, pos: Int) {
-        for i in 0..<invFreq.count {
-            // Angle and cos/sin in double: at positions in the thousands a float angle
-            // already loses the low digits that the logits tolerance cares about.
-            let theta = Double(pos) * Double(invFreq[i])
-            let c = Float(cos(theta)), s = Float(sin(theta))
-            for h in 0..<heads {
-                let p = x + h * headDim + 2 * i
-                let a = p[0], b = p[1]
-                p[0] = a * c - b * s
-                p[1] = a * s + b * c
-            }
-        }
     }
 }

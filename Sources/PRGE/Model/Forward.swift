@@ -195,8 +195,8 @@ extension Context {
 
     private func applyRope(_ t: UnsafeMutablePointer<Float>, heads: Int, R: Int, T: Int) {
         let c = model.config
-        prge_rope(pool.raw, 0, t, Int64(heads * c.headDim), Int64(R), Int64(T), Int64(heads), Int64(c.headDim),
-                  Int64(c.ropeDim / 2), ws.ropeCos.ptr, ws.ropeSin.ptr)
+        rope(pool, t, rows: R, T: T, heads: heads, headDim: c.headDim, half: c.ropeDim / 2,
+             cos: ws.ropeCos.ptr, sin: ws.ropeSin.ptr)
     }
 
     private func attention(_ l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
