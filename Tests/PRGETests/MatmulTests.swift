@@ -93,6 +93,25 @@ import PRGEKernels
         return out
     }
 
+    /// The float64 product a·b and its error scale: ref[r, c] = Σ_j a[r, j]·b[j, c] and
+    /// mag[r, c] = Σ_j |a[r, j]·b[j, c]|, a [rows, inner] with row stride lda, b[j, c] at
+    /// j·bInner + c·bCol (so W [N, K] serves as Wᵀ or as W). Both [rows, cols].
+    static func reference(_ a: [Float], lda: Int, rows: Int, inner: Int, cols: Int, b: [Float], bInner: Int,
+                          bCol: Int) -> (ref: [Double], mag: [Double]) {
+        var ref = [Double](repeating: 0, count: rows * cols), mag = ref
+        for r in 0..<rows {
+            for c in 0..<cols {
+                var s = 0.0, m = 0.0
+                for j in 0..<inner {
+                    let p = Double(a[r * lda + j]) * Double(b[j * bInner + c * bCol])
+                    s += p; m += abs(p)
+                }
+                ref[r * cols + c] = s; mag[r * cols + c] = m
+            }
+        }
+        return (ref, mag)
+    }
+
     /// Runs prge_matmul with strided X and Y (ldx = K+3, ldy = N+5; the padding must survive).
     static func run(_ pool: OpaquePointer?, mode: Int32, X: [Float], ldx: Int, w: [UInt8], t: TypeInfo,
                     rowBytes: Int, Y0: [Float], ldy: Int, M: Int, N: Int, K: Int, accumulate: Bool) -> [Float] {
@@ -123,18 +142,8 @@ import PRGEKernels
         for i in X.indices { X[i] = rng.float() }
         var Yinit = [Float](repeating: 0, count: M * ldy)
         for i in Yinit.indices { Yinit[i] = rng.float() }
-        // Reference and error scale in float64.
-        var ref = [Double](repeating: 0, count: M * N), mag = [Double](repeating: 0, count: M * N)
-        for m in 0..<M {
-            for n in 0..<N {
-                var s = 0.0, a = 0.0
-                for k in 0..<K {
-                    let p = Double(X[m * ldx + k]) * Double(wf[n * K + k])
-                    s += p; a += abs(p)
-                }
-                ref[m * N + n] = s; mag[m * N + n] = a
-            }
-        }
+        // Reference and error scale in float64: X·Wᵀ, W [N, K] read as [K, N] with strides (1, K).
+        let (ref, mag) = Self.reference(X, lda: ldx, rows: M, inner: K, cols: N, b: wf, bInner: 1, bCol: K)
         let u = 1.0 / Double(1 << 24)
         for mode in [Int32(PRGE_MM_F32), Int32(PRGE_MM_BF16)] {
             let rel = mode == Int32(PRGE_MM_F32) ? 1.5 * Double(K + 4) * u
@@ -443,6 +452,7 @@ import PRGEKernels
         let (w, rowBytes) = Self.randomW(t, N: N, K: K, rng: &rng)
         let wf = Self.dequant(t, w, rowBytes: rowBytes, N: N, K: K)
         let D = (0..<(n * ldd)).map { _ in rng.float() }
+        let (ref, mag) = Self.reference(D, lda: ldd, rows: n, inner: N, cols: K, b: wf, bInner: K, bCol: 1)
         let u = 1.0 / Double(1 << 24)
         for mode in [Int32(0), Int32(PRGE_MM_GENERIC)] {
             var Y = [Float](repeating: 9, count: n * ldy)
@@ -453,13 +463,8 @@ import PRGEKernels
             #expect(rc == 0)
             var bad = 0
             for i in 0..<n {
-                for k in 0..<K {
-                    var ref = 0.0, S = 0.0
-                    for j in 0..<N {
-                        let p = Double(D[i * ldd + j]) * Double(wf[j * K + k])
-                        ref += p; S += abs(p)
-                    }
-                    if !(abs(Double(Y[i * ldy + k]) - ref) <= 1.5 * Double(N + 4) * u * S) { bad += 1 }
+                for k in 0..<K where !(abs(Double(Y[i * ldy + k]) - ref[i * K + k]) <= 1.5 * Double(N + 4) * u * mag[i * K + k]) {
+                    bad += 1
                 }
                 for k in K..<ldy where Y[i * ldy + k] != 9 { bad += 1 }
             }

@@ -2,22 +2,22 @@
 // memory, tiling and X quantization. Against prge's measured int8 peak (one thread: independent
 // vpdpbusd chains, register operands; what prge bench calls the peak), two loops over data that
 // stays in L1, one thread:
-//   dot only   the micro-kernel's inner loop (matmul.c, mm_ukr_int8): 6 rows x 32 columns, per
-//              32-k block 8 quads x (2 W loads, 6 X broadcasts, 12 vpdpbusd)
-//   + scales   the same plus its per-block fp32 tail: per row a convert, a multiply and two FMAs
-//              per 16 columns (d·dx and the Q4_1 minimum m·sx), as Q4_1's 32-element blocks need
+//   dot only   the micro-kernel's inner loop alone: 6 rows x 32 columns, per 32-k block 8 quads x
+//              (2 W loads, 6 X broadcasts, 12 vpdpbusd) — the kernel without its fp32 tail
+//   kernel     matmul.c's mm_ukr_int8 itself (6 rows, 18 blocks: K = 576), which adds per block
+//              and row a convert, a multiply and two FMAs per 16 columns (d·dx and the Q4_1
+//              minimum m·sx), then stores its 6 x 32 outputs
+// matmul.c is included, not linked: its micro-kernel is static.
 // Build and run (AVX512-VNNI CPUs only):
 //   S=Sources/PRGEKernels
-//   clang -O3 -I$S/include benchmarks/kernels/int8_ceiling.c $S/matmul.c $S/pool.c $S/dequant.c \
+//   clang -O3 -I$S/include -I$S benchmarks/kernels/int8_ceiling.c $S/pool.c $S/dequant.c \
 //         $S/lora.c $S/rng.c -lpthread -lm -o /tmp/i8c && /tmp/i8c
-#include "prge_kernels.h"
-#include <immintrin.h>
-#include <stdint.h>
+#include "matmul.c"
 #include <stdio.h>
 #include <time.h>
 
-#define VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni"), noinline))
-enum { ROWS = 6, BLOCKS = 18 };   // K = 576: the reference model's d_model
+#define VNNI PRGE_AVX512_VNNI __attribute__((noinline))
+enum { ROWS = MR8, BLOCKS = 18 };   // K = 576: the reference model's d_model
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 
@@ -25,17 +25,7 @@ static uint32_t X[BLOCKS * 8 * ROWS] __attribute__((aligned(64)));    // [block]
 static uint32_t W[BLOCKS * 8 * 32] __attribute__((aligned(64)));      // [block][quad][column] 4-bit codes
 static float XS[BLOCKS * 2 * ROWS] __attribute__((aligned(64)));      // [block][dx, sx][row]
 static float WS[BLOCKS * 2 * 32] __attribute__((aligned(64)));        // [block][d, m][column]
-
-// One 32-k block of the dot products: s[i][h] += Σ over the block's 32 k of x_i · w (exact int32).
-#define BLOCK_DOTS(s, xp, pan)                                                                   \
-    for (int q = 0; q < 8; q++) {                                                                \
-        const __m512i w0 = _mm512_load_si512(pan + q * 32), w1 = _mm512_load_si512(pan + q * 32 + 16); \
-        for (int i = 0; i < ROWS; i++) {                                                         \
-            const __m512i a = _mm512_set1_epi32((int)xp[q * ROWS + i]);                          \
-            s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);                                       \
-            s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);                                       \
-        }                                                                                        \
-    }
+static float Y[ROWS * 32] __attribute__((aligned(64)));               // the kernel's outputs
 
 VNNI static int64_t dot_only(int64_t iters) {
     __m512i s[ROWS][2];
@@ -43,34 +33,24 @@ VNNI static int64_t dot_only(int64_t iters) {
     for (int64_t it = 0; it < iters; it++)
         for (int b = 0; b < BLOCKS; b++) {
             const uint32_t *xp = X + b * 8 * ROWS, *pan = W + b * 8 * 32;
-            BLOCK_DOTS(s, xp, pan)
+            for (int q = 0; q < 8; q++) {
+                const __m512i w0 = _mm512_load_si512(pan + q * 32), w1 = _mm512_load_si512(pan + q * 32 + 16);
+                for (int i = 0; i < ROWS; i++) {
+                    const __m512i a = _mm512_set1_epi32((int)xp[q * ROWS + i]);
+                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
+                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
+                }
+            }
         }
     for (int i = 0; i < ROWS; i++) s[0][0] = _mm512_add_epi32(s[0][0], _mm512_add_epi32(s[i][0], s[i][1]));
     return _mm512_reduce_add_epi32(s[0][0]);
 }
 
-VNNI static float with_scales(int64_t iters) {
-    __m512 acc[ROWS][2];
-    for (int i = 0; i < ROWS; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+VNNI static float kernel(int64_t iters) {
+    const mm_lora_blk none = {NULL, NULL, 0};
     for (int64_t it = 0; it < iters; it++)
-        for (int b = 0; b < BLOCKS; b++) {
-            const uint32_t *xp = X + b * 8 * ROWS, *pan = W + b * 8 * 32;
-            const float *xs = XS + b * 2 * ROWS, *ws = WS + b * 2 * 32;
-            __m512i s[ROWS][2];
-            for (int i = 0; i < ROWS; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
-            BLOCK_DOTS(s, xp, pan)
-            const __m512 d0 = _mm512_load_ps(ws), d1 = _mm512_load_ps(ws + 16);
-            const __m512 m0 = _mm512_load_ps(ws + 32), m1 = _mm512_load_ps(ws + 48);
-            for (int i = 0; i < ROWS; i++) {
-                const __m512 dx = _mm512_set1_ps(xs[i]), sx = _mm512_set1_ps(xs[ROWS + i]);
-                acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
-                acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
-            }
-        }
-    for (int i = 0; i < ROWS; i++) acc[0][0] = _mm512_add_ps(acc[0][0], _mm512_add_ps(acc[i][0], acc[i][1]));
-    return _mm512_reduce_add_ps(acc[0][0]);
+        mm_ukr_int8(ROWS, X, XS, W, WS, BLOCKS, Y, 32, ROWS, 0xffff, 0xffff, 1, &none);
+    return Y[0];
 }
 
 int main(void) {
@@ -88,10 +68,10 @@ int main(void) {
         volatile int64_t r = dot_only(passes);
         const double dot = n * 128.0 / (now() - t0) * 1e-9;
         t0 = now();
-        volatile float f = with_scales(passes);
+        volatile float f = kernel(passes);
         const double scaled = n * 128.0 / (now() - t0) * 1e-9;
         (void)r, (void)f;
-        printf("round %d: peak %.0f GOP/s; dot only %.0f (%.2f of peak); + per-block scales %.0f (%.2f)\n", round,
+        printf("round %d: peak %.0f GOP/s; dot only %.0f (%.2f of peak); mm_ukr_int8 %.0f (%.2f)\n", round,
                peak, dot, dot / peak, scaled, scaled / peak);
     }
     return 0;
