@@ -6,6 +6,7 @@
 // order, each rounded to f32. So contraction into FMA is off here: `d*q + m` fused would round
 // once instead of twice and differ in the last bit on machines with FMA.
 #include "prge_kernels.h"
+#include "kernels_internal.h"
 #include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
@@ -175,7 +176,7 @@ static void dq_q3_k(const uint8_t *b, float *y) {
 // Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins in 12 bytes. For j < 4 they are the low 6
 // bits of bytes j and j+4; for j ≥ 4 the low 4 bits sit in byte j+4 (scale: low nibble,
 // min: high nibble) and the top 2 bits are the spare top bits of bytes j-4 and j.
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *mn) {
+void prge_k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
     if (j < 4) {
         *sc = q[j] & 63;
         *mn = q[j + 4] & 63;
@@ -192,9 +193,9 @@ static void dq_q4_k(const uint8_t *b, float *y) {
     const uint8_t *scales = b + 4, *q = b + 16;
     for (int j = 0; j < 8; j += 2, q += 32) {
         int sc, mn;
-        scale_min_k4(j, scales, &sc, &mn);
+        prge_k4_scale_min(j, scales, &sc, &mn);
         float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        scale_min_k4(j + 1, scales, &sc, &mn);
+        prge_k4_scale_min(j + 1, scales, &sc, &mn);
         float d2 = d * (float)sc, m2 = dmin * (float)mn;
         for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -208,9 +209,9 @@ static void dq_q5_k(const uint8_t *b, float *y) {
     const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
     for (int j = 0; j < 8; j += 2, q += 32) {
         int sc, mn;
-        scale_min_k4(j, scales, &sc, &mn);
+        prge_k4_scale_min(j, scales, &sc, &mn);
         float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        scale_min_k4(j + 1, scales, &sc, &mn);
+        prge_k4_scale_min(j + 1, scales, &sc, &mn);
         float d2 = d * (float)sc, m2 = dmin * (float)mn;
         for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] & 0x0f) | ((qh[l] >> j) & 1) << 4) - m1;
         for (int l = 0; l < 32; l++) *y++ = d2 * (float)((q[l] >> 4) | ((qh[l] >> (j + 1)) & 1) << 4) - m2;

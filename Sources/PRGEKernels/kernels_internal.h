@@ -63,6 +63,10 @@ int prge_cpu_avx512(void);
 // 1 when it also has AVX512-BF16 (the bf16 mode's fast kernels), else 0.
 int prge_cpu_avx512_bf16(void);
 
+// dequant.c: sub-block j's 6-bit scale and min of a Q4_K / Q5_K super-block's 12 scale bytes q
+// (the int8 kernel packs those sub-blocks as they are: matmul.c).
+void prge_k4_scale_min(int j, const uint8_t *q, int *sc, int *mn);
+
 // Per-thread scratch of at least `bytes` (64-byte aligned), grown on demand and kept for the
 // thread's life. Slot 0: buffers of a kernel's caller, outside its tasks. Slots 1, 2: per-task.
 // Slot 3: the LoRA terms' copy orders of a call (caller side).

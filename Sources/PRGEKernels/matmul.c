@@ -11,8 +11,9 @@
 //       dequantizes NC output columns of W into a k-major panel (fp32, or bf16 pairs for
 //       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
 //       Every lane accumulates its dot product sequentially over k (one FMA / dpbf16 chain).
-//     "int8 panel" (PRGE_MM_INT8, Q4_0 / Q4_1 W, AVX512-VNNI): the same tiling with MR8-row X
-//       blocks quantized to int8 per 32-k block and panels of W's 4-bit codes; per block,
+//     "int8 panel" (PRGE_MM_INT8, W of a type with one scale and offset per 32 weights: Q4_0,
+//       Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K; AVX512-VNNI): the same tiling with MR8-row X blocks
+//       quantized to int8 per 32-k block and panels of W's integer codes as stored; per block,
 //       exact int32 vpdpbusd sums, then one fp32 scale-and-add chain per lane.
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
@@ -443,15 +444,65 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
     }
 }
 
-// Q4_0 / Q4_1 columns [n0, n0+32) -> [KQ][32] dwords of 4-bit codes (4 consecutive k, the
-// unsigned bytes of vpdpbusd), then per 32-k block [32] d and [32] m floats (Q4_0: m = −8d).
-// A block's 16 bytes hold elements 0..15 in the low nibbles and 16..31 in the high ones.
-PRGE_AVX512 static void mm_pack_panel_q4(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel,
-                                         uint32_t *tmp) {
+// The W types the int8 kernel multiplies as they are stored: those whose every 32-element block
+// holds w = d·u + m with unsigned integer codes u <= 255 and one d, m per block (Q6_K, Q2_K and
+// Q3_K scale 16-element halves separately; f16 / f32 have no codes).
+static int mm_int8_type(uint32_t t) {
+    return t == PRGE_T_Q4_0 || t == PRGE_T_Q4_1 || t == PRGE_T_Q5_0 || t == PRGE_T_Q5_1 || t == PRGE_T_Q8_0 ||
+           t == PRGE_T_Q4_K || t == PRGE_T_Q5_K;
+}
+
+// Block b (elements [32b, 32b+32)) of a W row of an mm_int8_type: its 32 codes u in element
+// order (the unsigned bytes of vpdpbusd), and d, m with w = d·u + m, the value prge_dequantize_row
+// computes (up to its own rounding): Q4_0 u = q, m = −8d; Q4_1 u = q; Q5_0 u = q (5 bits),
+// m = −16d; Q5_1 u = q; Q8_0 u = q + 128, m = −128d; Q4_K / Q5_K sub-block b % 8 of super-block
+// b / 8: d = d_sb·scale, m = −dmin·min (products of an f16 and a 6-bit integer: exact in fp32).
+PRGE_AVX512 static void mm_block_codes(uint32_t type, const uint8_t *row, int64_t b, uint8_t *u, float *d, float *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    __m256i c;
+    if (type == PRGE_T_Q4_K || type == PRGE_T_Q5_K) {
+        const int q5 = type == PRGE_T_Q5_K, j = (int)(b % 8);
+        const uint8_t *s = row + b / 8 * (q5 ? 176 : 144);
+        int sc, mn;
+        prge_k4_scale_min(j, s + 4, &sc, &mn);
+        *d = _cvtsh_ss(mm_rd16(s)) * (float)sc;
+        *m = -(_cvtsh_ss(mm_rd16(s + 2)) * (float)mn);
+        // 32 bytes hold sub-blocks 2p (low nibbles) and 2p + 1 (high nibbles), p = j / 2.
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(s + (q5 ? 48 : 16) + 32 * (j / 2)));
+        c = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+        if (q5) {   // bit j of qh[l] is element l's fifth bit
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(s + 16));
+            c = _mm256_or_si256(c, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(qh, j), 4), b4));
+        }
+    } else if (type == PRGE_T_Q8_0) {
+        const uint8_t *s = row + b * 34;
+        *d = _cvtsh_ss(mm_rd16(s));
+        *m = -128.0f * *d;
+        c = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(s + 2)), _mm256_set1_epi8((char)0x80));
+    } else {
+        // Q4_0 / Q4_1 / Q5_0 / Q5_1: f16 d [| f16 m] [| u32 qh] | 16 B of nibbles, elements 0..15 in
+        // the low ones, 16..31 in the high ones; bit j of qh is element j's fifth bit.
+        const int has_m = type == PRGE_T_Q4_1 || type == PRGE_T_Q5_1, q5 = type == PRGE_T_Q5_0 || type == PRGE_T_Q5_1;
+        const uint8_t *s = row + b * (18 + 2 * has_m + 4 * q5);
+        *d = _cvtsh_ss(mm_rd16(s));
+        *m = has_m ? _cvtsh_ss(mm_rd16(s + 2)) : (q5 ? -16.0f : -8.0f) * *d;
+        const __m128i q = _mm_loadu_si128((const __m128i *)(s + 2 + 2 * has_m + 4 * q5));
+        c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+        if (q5) {
+            uint32_t qh;
+            memcpy(&qh, s + 2 + 2 * has_m, 4);
+            c = _mm256_or_si256(c, _mm256_and_si256(_mm256_movm_epi8(qh), b4));
+        }
+    }
+    _mm256_storeu_si256((__m256i *)u, c);
+}
+
+// Columns [n0, n0+32) of an mm_int8_type W -> [KQ][32] dwords of codes (4 consecutive k), then
+// per 32-k block [32] d and [32] m floats.
+PRGE_AVX512 static void mm_pack_panel_codes(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel,
+                                            uint32_t *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15), nblk = c->K / 32;
-    const int q41 = w->wtype == PRGE_T_Q4_1, bs = q41 ? 20 : 18;
     float *ps = (float *)(panel + c->KP * NR);
-    const __m128i m4 = _mm_set1_epi8(0x0f);
     for (int h = 0; h < NR; h += 16) {
         for (int r = 0; r < 16; r++) {
             const int64_t n = n0 + h + r;
@@ -462,14 +513,9 @@ PRGE_AVX512 static void mm_pack_panel_q4(const mm_ctx *c, const mm_part *w, int6
                 continue;
             }
             memset(row + c->KP, 0, (size_t)(RS - c->KP) * 4);
-            const uint8_t *src = w->W + n * w->wrb;
-            for (int64_t b = 0; b < nblk; b++, src += bs) {
+            for (int64_t b = 0; b < nblk; b++) {
                 float *pb = ps + b * 2 * NR + h + r;
-                const __m128i q = _mm_loadu_si128((const __m128i *)(src + 2 + 2 * q41));
-                _mm_storeu_si128((__m128i *)(row + 8 * b), _mm_and_si128(q, m4));
-                _mm_storeu_si128((__m128i *)(row + 8 * b + 4), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
-                pb[0] = _cvtsh_ss(mm_rd16(src));
-                pb[NR] = q41 ? _cvtsh_ss(mm_rd16(src + 2)) : -8.0f * pb[0];
+                mm_block_codes(w->wtype, w->W + n * w->wrb, b, (uint8_t *)(row + 8 * b), &pb[0], &pb[NR]);
             }
         }
         mm_panel_transpose(tmp, RS, c->KP, panel, h);
@@ -536,8 +582,8 @@ PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp,
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
 }
 
-// MRC rows (of a packed block with stride MR8) x 32 columns of Q4 W. Per 32-k block: 8 vpdpbusd
-// per accumulator give the exact Σ q_x·q_w (|Σ| ≤ 32·127·15), then, in fp32 and this order,
+// MRC rows (of a packed block with stride MR8) x 32 columns of coded W. Per 32-k block: 8 vpdpbusd
+// per accumulator give the exact Σ q_x·u_w (|Σ| ≤ 32·127·255), then, in fp32 and this order,
 // acc += float(Σ)·(d·dx), acc += m·sx.
 PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp, const float *xs,
                                          const uint32_t *pan, const float *ps, int64_t nblk, float *y,
@@ -672,7 +718,7 @@ PRGE_AVX512 static void mm_panel_task(void *vctx, int64_t task) {
     }
 }
 
-// The int8 kernel's tasks: as mm_panel_task, on Q4 panels and MR8-row int8 X blocks.
+// The int8 kernel's tasks: as mm_panel_task, on code panels and MR8-row int8 X blocks.
 PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
     const mm_ctx *c = (const mm_ctx *)vctx;
     const mm_tile t = mm_task_tile(c, task);
@@ -682,7 +728,7 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
     uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)t.nsub * sub_elems * 4);
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     uint32_t *tmp = (uint32_t *)prge_scratch(2, (size_t)(16 * RS) * 4);
-    for (int s = 0; s < t.nsub; s++) mm_pack_panel_q4(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
+    for (int s = 0; s < t.nsub; s++) mm_pack_panel_codes(c, w, t.n0 + s * NR, panel + s * sub_elems, tmp);
     const mm_lora_tile l = mm_lora_panels(&t);
 
     for (int64_t mb = t.mb0; mb < t.mb1; mb++) {
@@ -924,7 +970,7 @@ static void mm_panel_region(prge_pool *pool, mm_ctx *c, const prge_mm_out *outs,
 
 // The panel path for up to MM_MAX_PARTS products: X packed once; one region for the tiles of
 // the products without a LoRA term, then one for those with one (whose H those may compute).
-// mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is Q4_0 / Q4_1).
+// mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is an mm_int8_type).
 PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *X, int64_t ldx,
                                         const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
     const int threads = prge_pool_threads(pool);
@@ -960,21 +1006,19 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *
     if (nw > 0) mm_panel_region(pool, &c, with, order, nw);
 }
 
-static int mm_q4(uint32_t type) { return type == PRGE_T_Q4_0 || type == PRGE_T_Q4_1; }
-
-// int8 mode on the panel path: the Q4 products on the int8 kernel, the others (f32 LoRA A
+// int8 mode on the panel path: the coded products on the int8 kernel, the others (f32 LoRA A
 // stacks in a base matmul's call, ...) as mm_int8_rest(), each group with its own packed X; the
-// others first, as they hold the H of the Q4 products' LoRA terms.
+// others first, as they hold the H of the coded products' LoRA terms.
 PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t ldx,
                                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
-    prge_mm_out q4[MM_MAX_PARTS], rest[MM_MAX_PARTS];
+    prge_mm_out coded[MM_MAX_PARTS], rest[MM_MAX_PARTS];
     int nq = 0, nr = 0;
     for (int i = 0; i < n_outs; i++) {
-        if (mm_q4(outs[i].wtype)) q4[nq++] = outs[i];
+        if (mm_int8_type(outs[i].wtype)) coded[nq++] = outs[i];
         else rest[nr++] = outs[i];
     }
     if (nr > 0) mm_avx512_panel(pool, mm_int8_rest(), X, ldx, rest, nr, M, K);
-    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, q4, nq, M, K);
+    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, coded, nq, M, K);
 }
 #endif  // PRGE_X86
 

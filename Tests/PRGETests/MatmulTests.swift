@@ -8,11 +8,12 @@ import PRGEKernels
 ///                 the reference dequantizer's arithmetic, so W itself is exact)
 ///   PRGE_MM_BF16: |y − ref| ≤ (2⁻⁷ + 2⁻¹⁶ + 1.5·(K+4)·u)·S   (x and w each rounded to bf16: 8-bit
 ///                 significand, unit roundoff 2⁻⁸ each, so ≤ 2⁻⁷ + 2⁻¹⁶ per product, then fp32 sums)
-///   PRGE_MM_INT8, where the int8 kernel runs (Q4_0 / Q4_1 W, M > 24, prge_matmul_int8() == 1):
+///   PRGE_MM_INT8, where the int8 kernel runs (W of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K or Q5_K, M > 24,
+///                 prge_matmul_int8() == 1):
 ///                 |y − ref| ≤ A + (2·K/32 + 4)·u·S₄, per 32-block b of k with dx_b = max|x|/127:
 ///                 A  = Σ_k dx_b·(1/2 + 2¹⁰u)·|w_k|   (x̂ = dx·q with q = round(x·fl(127/max)): |x − x̂| ≤
 ///                      dx·(1/2 + 3·127u) plus the rounding of dx; the test's dx is exact, within u of it)
-///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_b|·q_k + |m_b|)   (the fp32 part: Σ q_x·q_w is exact int32;
+///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_b|·u_k + |m_b|)   (w = d·u + m, codes u; the fp32 part: Σ q_x·u is exact int32;
 ///                      per block one rounding each in d·dx, dx·Σq, and the chain of 2·K/32 fused adds;
 ///                      the reference's own w = fl(d·q + m) adds one more u)
 ///                 Everywhere else int8 mode is bf16 mode where prge_matmul_bf16_pays(), else fp32
@@ -195,7 +196,8 @@ import PRGEKernels
         return (bad, first)
     }
 
-    static func isQ4(_ t: TypeInfo) -> Bool { t.name == "Q4_0" || t.name == "Q4_1" }
+    /// The types the int8 kernel multiplies as stored (one d, m per 32 weights).
+    static func int8Coded(_ t: TypeInfo) -> Bool { ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K"].contains(t.name) }
     /// What int8 mode computes where its kernel does not run: bf16 where it pays here, else fp32.
     static var int8Rest: Int32 { prge_matmul_bf16_pays() == 1 ? Int32(PRGE_MM_BF16) : Int32(PRGE_MM_F32) }
 
@@ -203,21 +205,22 @@ import PRGEKernels
     /// bit-identical for 1, 2 and 3 threads either way.
     static func checkInt8(_ t: TypeInfo, w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, Yinit: [Float], ldy: Int,
                           ref: [Double], M: Int, N: Int, K: Int, pools: [OpaquePointer?]) {
-        let tol = isQ4(t) ? int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K) : []
+        let tol = int8Coded(t) ? int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K) : []
         for generic in [false, true] {
             let g = generic ? Int32(PRGE_MM_GENERIC) : 0
             let md = Int32(PRGE_MM_INT8) | g
-            let kernel = isQ4(t) && M > 24 && !generic && prge_matmul_int8() == 1
+            let kernel = int8Coded(t) && M > 24 && !generic && prge_matmul_int8() == 1
             let what = "\(t) M\(M) N\(N) K\(K) int8 generic \(generic)"
             for accumulate in [false, true] {
                 let Y = run(pools[1], mode: md, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes, Y0: Yinit, ldy: ldy,
                             M: M, N: N, K: K, accumulate: accumulate)
+                let Yb = run(pools[1], mode: int8Rest | g, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
+                             Y0: Yinit, ldy: ldy, M: M, N: N, K: K, accumulate: accumulate)
                 if !kernel {
-                    let Yb = run(pools[1], mode: int8Rest | g, X: X, ldx: ldx, w: w, t: t, rowBytes: rowBytes,
-                                 Y0: Yinit, ldy: ldy, M: M, N: N, K: K, accumulate: accumulate)
                     #expect(Y.map(\.bitPattern) == Yb.map(\.bitPattern), "\(what) acc \(accumulate): not the bits of mode \(int8Rest)")
                     continue
                 }
+                #expect(Y != Yb, "\(what) acc \(accumulate): the bits of mode \(int8Rest), the int8 kernel did not run")
                 let (bad, first) = outsideBound(Y, Yinit: Yinit, ldy: ldy, ref: ref, M: M, N: N, accumulate: accumulate) { tol[$0] }
                 #expect(bad == 0, "\(what) acc \(accumulate): \(bad) bad, \(first)")
             }
@@ -227,22 +230,50 @@ import PRGEKernels
         }
     }
 
-    /// d, m per 32-block and the 4-bit code per element of Q4_0 / Q4_1 rows (Q4_0: m = −8d).
-    static func q4Parts(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, N: Int, K: Int) -> (d: [Double], m: [Double], q: [Int]) {
-        let nb = K / 32, q41 = t.name == "Q4_1"
+    /// d, m per 32-block and the unsigned code u per element (w = d·u + m) of the types the int8
+    /// kernel multiplies as stored, read from the ggml block layouts: Q4_0 (m = −8d), Q4_1, Q5_0
+    /// (m = −16d), Q5_1, Q8_0 (u = q + 128, m = −128d), Q4_K and Q5_K (per 32-element sub-block:
+    /// d·scale, −dmin·min). `codeParts` checks d·u + m against prge_dequantize_row's weights.
+    static func codeParts(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, N: Int, K: Int) -> (d: [Double], m: [Double], q: [Int]) {
+        let nb = K / 32
         var d = [Double](repeating: 0, count: N * nb), mm = d, q = [Int](repeating: 0, count: N * K)
         func f16(_ at: Int) -> Double { Double(prge_f16_to_f32(UInt16(w[at]) | UInt16(w[at + 1]) << 8)) }
+        func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(w[at + $1]) << (8 * $1) } }
         for n in 0..<N {
             for b in 0..<nb {
-                let at = n * rowBytes + b * t.blockBytes, qs = at + (q41 ? 4 : 2)
-                d[n * nb + b] = f16(at)
-                mm[n * nb + b] = q41 ? f16(at + 2) : -8 * f16(at)
-                for j in 0..<16 {
-                    q[n * K + b * 32 + j] = Int(w[qs + j] & 0xf)
-                    q[n * K + b * 32 + j + 16] = Int(w[qs + j] >> 4)
+                let row = n * rowBytes, i = n * nb + b, e = n * K + b * 32
+                switch t.name {
+                case "Q4_K", "Q5_K":
+                    let q5 = t.name == "Q5_K", s = row + b / 8 * t.blockBytes, j = b % 8, sc = s + 4
+                    // 6-bit scale and min of sub-block j (ggml's get_scale_min_k4)
+                    let (scale, mn) = j < 4 ? (Int(w[sc + j] & 63), Int(w[sc + j + 4] & 63))
+                        : (Int(w[sc + j + 4] & 0xf) | Int(w[sc + j - 4] >> 6) << 4, Int(w[sc + j + 4] >> 4) | Int(w[sc + j] >> 6) << 4)
+                    d[i] = Double(Float(f16(s)) * Float(scale)); mm[i] = -Double(Float(f16(s + 2)) * Float(mn))
+                    let qs = s + (q5 ? 48 : 16) + 32 * (j / 2)
+                    for l in 0..<32 {
+                        q[e + l] = Int(j % 2 == 0 ? w[qs + l] & 0xf : w[qs + l] >> 4) | (q5 ? Int(w[s + 16 + l] >> j & 1) << 4 : 0)
+                    }
+                case "Q8_0":
+                    let s = row + b * 34
+                    d[i] = f16(s); mm[i] = -128 * d[i]
+                    for l in 0..<32 { q[e + l] = Int(Int8(bitPattern: w[s + 2 + l])) + 128 }
+                default:   // Q4_0, Q4_1, Q5_0, Q5_1
+                    let hasM = t.name.hasSuffix("_1"), q5 = t.name.hasPrefix("Q5"), s = row + b * t.blockBytes
+                    d[i] = f16(s); mm[i] = hasM ? f16(s + 2) : (q5 ? -16 : -8) * d[i]
+                    let qh = q5 ? u32(s + 2 + (hasM ? 2 : 0)) : 0, qs = s + 2 + (hasM ? 2 : 0) + (q5 ? 4 : 0)
+                    for l in 0..<16 {
+                        q[e + l] = Int(w[qs + l] & 0xf) | (qh >> l & 1) << 4
+                        q[e + l + 16] = Int(w[qs + l] >> 4) | (qh >> (l + 16) & 1) << 4
+                    }
                 }
             }
         }
+        let wf = dequant(t, w, rowBytes: rowBytes, N: N, K: K)
+        let worst = (0..<(N * K)).map { k -> Double in
+            let i = k / K * nb + k % K / 32, v = d[i] * Double(q[k]) + mm[i]
+            return abs(v - Double(wf[k])) / (abs(d[i]) * Double(q[k]) + abs(mm[i]) + 1e-30)
+        }.max() ?? 0
+        #expect(worst <= 1.0 / Double(1 << 22), "\(t): d·u + m is not the dequantized weight (worst \(worst))")
         return (d, mm, q)
     }
 
@@ -250,7 +281,7 @@ import PRGEKernels
     static func int8Tolerance(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, M: Int, N: Int,
                               K: Int) -> [Double] {
         let u = 1.0 / Double(1 << 24), nb = K / 32
-        let (d, mm, q) = q4Parts(t, w, rowBytes: rowBytes, N: N, K: K)
+        let (d, mm, q) = codeParts(t, w, rowBytes: rowBytes, N: N, K: K)
         var dx = [Double](repeating: 0, count: M * nb)
         for m in 0..<M {
             for b in 0..<nb { dx[m * nb + b] = (0..<32).map { abs(Double(X[m * ldx + b * 32 + $0])) }.max()! / 127 }
@@ -290,7 +321,7 @@ import PRGEKernels
         let ldx = K + 3
         var X = [Float](repeating: 0, count: M * ldx)
         for i in X.indices { X[i] = rng.float() * (i % ldx % 64 == 7 ? 20 : 1) }
-        let (d, mm, q) = Self.q4Parts(t, w, rowBytes: rowBytes, N: N, K: K)
+        let (d, mm, q) = Self.codeParts(t, w, rowBytes: rowBytes, N: N, K: K)
         let tol = Self.int8Tolerance(t, w, rowBytes: rowBytes, X: X, ldx: ldx, M: M, N: N, K: K)
         // Exact, m term dropped, d of the next block: Σ_k x_k·(d·q + m), Σ x·d·q, Σ x·(d'·q + m).
         var ref = [[Double]](repeating: [Double](repeating: 0, count: M * N), count: 3)
