@@ -7,10 +7,13 @@ it), ⌊tokens / ctx⌋ chunks of ctx tokens, each evaluated alone from an empty
 token replaced by BOS when the model adds BOS, and only positions ctx/2 .. ctx-2 scored (each
 predicting the next token); ppl = exp(mean nll), log-softmax in double.
 
-Two llama.cpp runs:
-  q4_1  its default path on the GGUF as is (8-bit activations in the Q4_1 matmuls, KV cache f16),
-        what `llama-perplexity -m MODEL -c CTX` reports;
-  f32   the weights dequantized to F32 and an f32 KV cache: what an exact-f32 engine should match.
+Two prge runs: fp32 (the reference mode) and int8 (8-bit activations in the matmuls of every
+weight type its kernel multiplies as stored). Two llama.cpp runs:
+  as is  its default path on the GGUF (8-bit activations in the quantized matmuls, KV cache
+         f16), what `llama-perplexity -m MODEL -c CTX` reports;
+  f32    the weights dequantized to F32 and an f32 KV cache: what prge fp32 should match.
+Any GGUF of the reference architecture works, e.g. the other weight types of
+benchmarks/requantize.py.
 
 Usage: benchmarks/perplexity_vs_llamacpp.py [--prge build/bin/prge] [--model M] [--ctx N]... TEXTFILE...
 Needs llama-cpp-python 0.3.x, gguf, numpy (not needed by the test suite).
@@ -58,10 +61,10 @@ def llama_perplexity(model_path: str, text: str, n_ctx: int, exact: bool) -> tup
     return math.exp(nll / count), chunks
 
 
-def prge_perplexity(prge: str, model: str, path: str, n_ctx: int, threads: int) -> tuple[float, int] | None:
+def prge_perplexity(prge: str, model: str, path: str, n_ctx: int, threads: int, mode: str) -> tuple[float, int] | None:
     """prge's (ppl, chunks), or None when the text is too short for the context."""
     r = subprocess.run([prge, "perplexity", "--model", model, "--ctx", str(n_ctx), "--threads", str(threads),
-                        "--json", path], capture_output=True, text=True)
+                        "--mode", mode, "--json", path], capture_output=True, text=True)
     if r.returncode == 1 and "needs at least" in r.stderr:
         return None
     if r.returncode != 0:
@@ -83,20 +86,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         f32 = os.path.join(tmp, "model-f32.gguf")
         dequantize_model(args.model, f32)
-        print(f"{'text':32s} {'ctx':>5s} {'chunks':>6s} {'prge':>10s} {'llama.cpp f32':>14s} {'llama.cpp q4_1':>15s}")
+        print(f"{'text':32s} {'ctx':>5s} {'chunks':>6s} {'prge fp32':>10s} {'llama.cpp f32':>14s} "
+              f"{'prge int8':>10s} {'llama.cpp as is':>16s}")
         for path in args.texts:
             text = open(path, encoding="utf-8").read()
             for n in args.ctx:
-                got = prge_perplexity(args.prge, args.model, path, n, args.threads)
+                got = prge_perplexity(args.prge, args.model, path, n, args.threads, "fp32")
                 if got is None:
                     print(f"{os.path.relpath(path, ROOT):32s} {n:5d}   text too short for this context")
                     continue
                 mine, chunks = got
+                int8, c0 = prge_perplexity(args.prge, args.model, path, n, args.threads, "int8")
                 exact, c1 = llama_perplexity(f32, text, n, exact=True)
                 default, c2 = llama_perplexity(args.model, text, n, exact=False)
-                assert chunks == c1 == c2, (chunks, c1, c2)
-                print(f"{os.path.relpath(path, ROOT):32s} {n:5d} {chunks:6d} {mine:10.4f} {exact:14.4f} {default:15.4f}"
-                      f"   (prge/f32 - 1 = {mine / exact - 1:+.1e})", flush=True)
+                assert chunks == c0 == c1 == c2, (chunks, c0, c1, c2)
+                print(f"{os.path.relpath(path, ROOT):32s} {n:5d} {chunks:6d} {mine:10.4f} {exact:14.4f} {int8:10.4f} "
+                      f"{default:16.4f}   (prge fp32 / llama.cpp f32 - 1 = {mine / exact - 1:+.1e})", flush=True)
 
 
 if __name__ == "__main__":

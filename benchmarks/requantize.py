@@ -3,11 +3,11 @@
 
     python3 benchmarks/requantize.py SRC.gguf DST.gguf TYPE
 
-TYPE F32, Q4_0, Q5_0, Q5_1 or Q8_0: every Q4_1 tensor of SRC (the linear layers; token_embd is
+TYPE Q4_0, Q5_0, Q5_1 or Q8_0: every Q4_1 tensor of SRC (the linear layers; token_embd is
 Q8_0, the norms F32, all kept) is dequantized and re-quantized by the `gguf` package's own
 quantizers; metadata and every other tensor are copied. TYPE Q4_K_M, Q5_K_M, Q4_K_S, Q5_K_S or
 Q6_K goes through llama.cpp's quantizer (`llama_model_quantize` of llama-cpp-python, which must be
-importable): SRC is written as F32 first, then llama.cpp quantizes it with its own mixture (Q4_K_M
+importable): SRC is dequantized to F32 first (scripts/fixtures), then llama.cpp quantizes it with its own mixture (Q4_K_M
 keeps some tensors in Q6_K). The values are SRC's Q4_1 weights re-rounded: the model still
 works, but it is not a published checkpoint of that type: use it for speed and for agreement
 between prge and llama.cpp on the same file, not for accuracy claims.
@@ -15,33 +15,25 @@ between prge and llama.cpp on the same file, not for accuracy claims.
 Needs numpy and gguf (and llama-cpp-python for the K types).
 """
 import os, sys, tempfile
-import numpy as np
 import gguf
 
-GGUF_TYPES = {"F32", "Q4_0", "Q5_0", "Q5_1", "Q8_0"}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "fixtures"))
+from make_forward_fixtures import copy_metadata, dequantize_model  # noqa: E402
+
+GGUF_TYPES = {"Q4_0", "Q5_0", "Q5_1", "Q8_0"}
 LLAMA_FTYPES = {"Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}   # llama_ftype
 
 
 def convert(src, dst, type_name):
     """gguf-py path: SRC's Q4_1 tensors -> type_name; everything else copied as is."""
-    reader = gguf.GGUFReader(src)
-    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    writer = gguf.GGUFWriter(dst, arch)
-    for field in reader.fields.values():
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue
-        if field.name == gguf.Keys.General.FILE_TYPE:
-            continue   # llama.cpp's ftype no longer says what the file holds; leave it out
-        vtype = field.types[0]
-        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
+    # general.file_type (llama.cpp's ftype) would no longer say what the file holds: left out.
+    reader, writer = copy_metadata(src, dst, None)
     qtype = gguf.GGMLQuantizationType[type_name]
     out = []
     for t in reader.tensors:
         if t.tensor_type == gguf.GGMLQuantizationType.Q4_1:
             w = gguf.quants.dequantize(t.data, t.tensor_type)   # [rows, K] float32
-            data = w.astype(np.float32) if type_name == "F32" else gguf.quants.quantize(w, qtype)
-            out.append((t.name, data, qtype))
+            out.append((t.name, gguf.quants.quantize(w, qtype), qtype))
         else:
             out.append((t.name, t.data, t.tensor_type))
     for name, data, ty in out:
@@ -58,7 +50,7 @@ def llama_quantize(src, dst, type_name):
     import llama_cpp
     with tempfile.TemporaryDirectory() as tmp:
         f32 = os.path.join(tmp, "f32.gguf")
-        convert(src, f32, "F32")
+        dequantize_model(src, f32)
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = LLAMA_FTYPES[type_name]
         params.nthread = os.cpu_count() or 1
