@@ -12,9 +12,10 @@
 //       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
 //       Every lane accumulates its dot product sequentially over k (one FMA / dpbf16 chain).
 //     "int8 panel" (PRGE_MM_INT8, W of a type with one scale and offset per 32 weights: Q4_0,
-//       Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K; AVX512-VNNI): the same tiling with MR8-row X blocks
-//       quantized to int8 per 32-k block and panels of W's integer codes as stored; per block,
-//       exact int32 vpdpbusd sums, then one fp32 scale-and-add chain per lane.
+//       Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, or per 16: Q6_K; AVX512-VNNI): the same tiling with
+//       MR8-row X blocks quantized to int8 per 32-k block and panels of W's integer codes as
+//       stored; per block (or 16-k half), exact int32 vpdpbusd sums, then one fp32
+//       scale-and-add chain per lane.
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
 //     "skinny" (M > MM_SMALL_M, f32 W of <= 16 rows: the stacked LoRA A's): fp32 dot products
@@ -295,6 +296,9 @@ enum { MR8 = 6 };
 #else
 enum { MR8 = MM_MR8 };
 #endif
+// Floats per 32-k block and packed X row: dx, sx = dx·Σq, and dx·Σq of each 16-k half (the
+// kernel for W with a scale per 16 weights, Q6_K, takes those two instead of sx).
+enum { MM_XS = 4 };
 
 typedef struct {
     int mode;            // PRGE_MM_F32, PRGE_MM_BF16 or PRGE_MM_INT8
@@ -305,7 +309,7 @@ typedef struct {
     int mr;              // rows per X block: MR, or MR8 (int8)
     int64_t xstride;     // 4-byte words per X block
     void *xp;            // packed X: [M/mr blocks][KP][mr] (floats or bf16-pair / int8-quad
-                         // dwords); int8: then [K/32][2][mr] floats, dx and sx = dx·Σq per block
+                         // dwords); int8: then [K/32][MM_XS][mr] floats: dx, sx = dx·Σq, dx·Σq per half
     int64_t mblocks, xpack_per_task;
     mm_part part[MM_MAX_PARTS];   // the products of the call; their tasks follow each other
     int n_parts;
@@ -338,14 +342,15 @@ PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
 
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
 // int8: row i of block mb (zeros past M) -> quads xp[q·MR8 + i] (4 consecutive k as int8) and,
-// per 32-k block, dx = max|x|/127 and sx = dx·Σq. Rounding to nearest: |x − dx·q| ≤ dx/2.
+// per 32-k block, dx = max|x|/127, sx = dx·Σq and dx·Σq over each 16-k half. Rounding to
+// nearest: |x − dx·q| ≤ dx/2.
 // A NaN in the block makes dx NaN (max would drop it), so the row's outputs are NaN as in fp32.
 PRGE_AVX512 static void mm_xquant_row(const mm_ctx *c, int64_t mb, int i) {
     uint32_t *xp = (uint32_t *)c->xp + mb * c->xstride + i;
     float *xs = (float *)c->xp + mb * c->xstride + c->KP * MR8 + i;
     const int64_t m = mb * MR8 + i;
     const float *x = m < c->M ? c->X + m * c->ldx : NULL;
-    for (int64_t b = 0; b < c->K / 32; b++, xp += 8 * MR8, xs += 2 * MR8) {
+    for (int64_t b = 0; b < c->K / 32; b++, xp += 8 * MR8, xs += MM_XS * MR8) {
         const __m512 v0 = x ? _mm512_loadu_ps(x + 32 * b) : _mm512_setzero_ps();
         const __m512 v1 = x ? _mm512_loadu_ps(x + 32 * b + 16) : _mm512_setzero_ps();
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -362,6 +367,8 @@ PRGE_AVX512 static void mm_xquant_row(const mm_ctx *c, int64_t mb, int i) {
         const float dx = amax / 127.0f;
         xs[0] = dx;
         xs[MR8] = dx * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        xs[2 * MR8] = dx * (float)_mm512_reduce_add_epi32(q0);
+        xs[3 * MR8] = dx * (float)_mm512_reduce_add_epi32(q1);
     }
 }
 
@@ -444,22 +451,45 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
     }
 }
 
-// The W types the int8 kernel multiplies as they are stored: those whose every 32-element block
-// holds w = d·u + m with unsigned integer codes u <= 255 and one d, m per block (Q6_K, Q2_K and
-// Q3_K scale 16-element halves separately; f16 / f32 have no codes).
+// The W types the int8 kernels multiply as they are stored: those whose every 32-element block
+// holds w = d·u + m with unsigned integer codes u <= 255 and one d, m per block, or (Q6_K) one
+// d, m per 16-element half of it. (Q2_K and Q3_K would fit the second kernel too: not done;
+// f16 / f32 have no codes.)
+static int mm_int8_halves(uint32_t t) { return t == PRGE_T_Q6_K; }
 static int mm_int8_type(uint32_t t) {
     return t == PRGE_T_Q4_0 || t == PRGE_T_Q4_1 || t == PRGE_T_Q5_0 || t == PRGE_T_Q5_1 || t == PRGE_T_Q8_0 ||
-           t == PRGE_T_Q4_K || t == PRGE_T_Q5_K;
+           t == PRGE_T_Q4_K || t == PRGE_T_Q5_K || mm_int8_halves(t);
 }
 
 // Block b (elements [32b, 32b+32)) of a W row of an mm_int8_type: its 32 codes u in element
-// order (the unsigned bytes of vpdpbusd), and d, m with w = d·u + m, the value prge_dequantize_row
-// computes (up to its own rounding): Q4_0 u = q, m = −8d; Q4_1 u = q; Q5_0 u = q (5 bits),
-// m = −16d; Q5_1 u = q; Q8_0 u = q + 128, m = −128d; Q4_K / Q5_K sub-block b % 8 of super-block
-// b / 8: d = d_sb·scale, m = −dmin·min (products of an f16 and a 6-bit integer: exact in fp32).
-PRGE_AVX512 static void mm_block_codes(uint32_t type, const uint8_t *row, int64_t b, uint8_t *u, float *d, float *m) {
+// order (the unsigned bytes of vpdpbusd), and dm = {d, d', m, m'} with w = d·u + m in the
+// block's first 16 elements and d'·u + m' in the others (equal pairs but for Q6_K): the value
+// prge_dequantize_row computes (up to its own rounding). Q4_0 u = q, m = −8d; Q4_1 u = q; Q5_0
+// u = q (5 bits), m = −16d; Q5_1 u = q; Q8_0 u = q + 128, m = −128d; Q4_K / Q5_K sub-block b % 8
+// of super-block b / 8: d = d_sb·scale, m = −dmin·min; Q6_K u = q (6 bits), per half d =
+// d_sb·scale, m = −32d (scales and mins are f16 × small integers: exact in fp32).
+PRGE_AVX512 static void mm_block_codes(uint32_t type, const uint8_t *row, int64_t b, uint8_t *u, float *dm) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    float *d = dm, *m = dm + 2;
     __m256i c;
+    if (type == PRGE_T_Q6_K) {
+        // 128-element half n = j / 4 of super-block b / 8, k = j % 4: element l of the block
+        // has nibble k / 2 of ql[l + 32·(k % 2)], bit pair k of qh[l], scale sc[2k + l / 16].
+        const int j = (int)(b % 8), n = j / 4, k = j % 4;
+        const uint8_t *s = row + b / 8 * 210, *ql = s + 64 * n, *qh = s + 128 + 32 * n;
+        const int8_t *sc = (const int8_t *)(s + 192) + 8 * n;
+        const float dsb = _cvtsh_ss(mm_rd16(s + 208));
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 32 * (k % 2)));
+        const __m256i hi = _mm256_loadu_si256((const __m256i *)qh);
+        c = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo, 4 * (k / 2)), m4),
+                            _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hi, 2 * k), 4), _mm256_set1_epi8(0x30)));
+        for (int h = 0; h < 2; h++) {
+            d[h] = dsb * (float)sc[2 * k + h];
+            m[h] = -32.0f * d[h];
+        }
+        _mm256_storeu_si256((__m256i *)u, c);
+        return;
+    }
     if (type == PRGE_T_Q4_K || type == PRGE_T_Q5_K) {
         const int q5 = type == PRGE_T_Q5_K, j = (int)(b % 8);
         const uint8_t *s = row + b / 8 * (q5 ? 176 : 144);
@@ -494,28 +524,34 @@ PRGE_AVX512 static void mm_block_codes(uint32_t type, const uint8_t *row, int64_
             c = _mm256_or_si256(c, _mm256_and_si256(_mm256_movm_epi8(qh), b4));
         }
     }
+    d[1] = d[0];
+    m[1] = m[0];
     _mm256_storeu_si256((__m256i *)u, c);
 }
 
+// Scale floats per 32-k block and panel column: d, m; or d, d', m, m' for a W with a scale per
+// 16 weights.
+static int mm_int8_scales(uint32_t t) { return mm_int8_halves(t) ? 4 : 2; }
+
 // Columns [n0, n0+32) of an mm_int8_type W -> [KQ][32] dwords of codes (4 consecutive k), then
-// per 32-k block [32] d and [32] m floats.
+// per 32-k block mm_int8_scales() runs of [32] floats: d and m, or d, d', m, m'.
 PRGE_AVX512 static void mm_pack_panel_codes(const mm_ctx *c, const mm_part *w, int64_t n0, uint32_t *panel,
                                             uint32_t *tmp) {
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15), nblk = c->K / 32;
+    const int ns = mm_int8_scales(w->wtype);
     float *ps = (float *)(panel + c->KP * NR);
     for (int h = 0; h < NR; h += 16) {
         for (int r = 0; r < 16; r++) {
             const int64_t n = n0 + h + r;
             uint32_t *row = tmp + r * RS;
-            if (n >= w->N) {
-                memset(row, 0, (size_t)RS * 4);
-                for (int64_t b = 0; b < nblk; b++) ps[b * 2 * NR + h + r] = ps[b * 2 * NR + NR + h + r] = 0.0f;
-                continue;
-            }
-            memset(row + c->KP, 0, (size_t)(RS - c->KP) * 4);
+            float dm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (n >= w->N) memset(row, 0, (size_t)RS * 4);
+            else memset(row + c->KP, 0, (size_t)(RS - c->KP) * 4);
             for (int64_t b = 0; b < nblk; b++) {
-                float *pb = ps + b * 2 * NR + h + r;
-                mm_block_codes(w->wtype, w->W + n * w->wrb, b, (uint8_t *)(row + 8 * b), &pb[0], &pb[NR]);
+                if (n < w->N) mm_block_codes(w->wtype, w->W + n * w->wrb, b, (uint8_t *)(row + 8 * b), dm);
+                float *pb = ps + b * ns * NR + h + r;
+                if (ns == 2) { pb[0] = dm[0]; pb[NR] = dm[2]; }
+                else for (int i = 0; i < 4; i++) pb[i * NR] = dm[i];
             }
         }
         mm_panel_transpose(tmp, RS, c->KP, panel, h);
@@ -591,7 +627,7 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp,
                                          const mm_lora_blk *lb) {
     __m512 acc[MR8][2];
     for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * NR, xs += 2 * MR8) {
+    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * NR, xs += MM_XS * MR8) {
         __m512i s[MR8][2];
         for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
         for (int q = 0; q < 8; q++) {
@@ -610,6 +646,47 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp,
             acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
             acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
+        }
+    }
+    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
+}
+
+// MRC rows x 32 columns of W with a scale per 16 weights (Q6_K): as mm_ukr_int8, but each 16-k
+// half h of a block gets its own exact sum Σ_h q_x·u_w (4 vpdpbusd per accumulator), then, in
+// fp32 and this order, acc += float(Σ_0)·(d·dx), acc += float(Σ_1)·(d'·dx), acc += m·sx_0,
+// acc += m'·sx_1 (sx_h = dx·Σ_h q_x).
+PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8_half(const int MRC, const uint32_t *xp, const float *xs,
+                                              const uint32_t *pan, const float *ps, int64_t nblk, float *y,
+                                              int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate,
+                                              const mm_lora_blk *lb) {
+    __m512 acc[MR8][2];
+    for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 4 * NR, xs += MM_XS * MR8) {
+        for (int h = 0; h < 2; h++) {
+            __m512i s[MR8][2];
+            for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
+            for (int q = 4 * h; q < 4 * h + 4; q++) {
+                const __m512i w0 = _mm512_load_si512(pan + q * NR), w1 = _mm512_load_si512(pan + q * NR + 16);
+                for (int i = 0; i < MRC; i++) {
+                    const __m512i a = _mm512_set1_epi32((int)xp[q * MR8 + i]);
+                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
+                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
+                }
+            }
+            const __m512 d0 = _mm512_load_ps(ps + h * NR), d1 = _mm512_load_ps(ps + h * NR + 16);
+            for (int i = 0; i < MRC; i++) {
+                const __m512 dx = _mm512_set1_ps(xs[i]);
+                acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m512 m0 = _mm512_load_ps(ps + (2 + h) * NR), m1 = _mm512_load_ps(ps + (2 + h) * NR + 16);
+            for (int i = 0; i < MRC; i++) {
+                const __m512 sx = _mm512_set1_ps(xs[(2 + h) * MR8 + i]);
+                acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
+            }
         }
     }
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
@@ -724,7 +801,8 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
     const mm_tile t = mm_task_tile(c, task);
     const mm_part *w = t.w;
     const int64_t nblk = c->K / 32;
-    const size_t sub_elems = (size_t)(c->KP * NR + 2 * nblk * NR);   // codes, then d and m
+    const int halves = mm_int8_halves(w->wtype);
+    const size_t sub_elems = (size_t)(c->KP * NR + mm_int8_scales(w->wtype) * nblk * NR);   // codes, then scales
     uint32_t *panel = (uint32_t *)prge_scratch(1, (size_t)t.nsub * sub_elems * 4);
     const int64_t RS = ((c->KP + 15) & ~(int64_t)15);
     uint32_t *tmp = (uint32_t *)prge_scratch(2, (size_t)(16 * RS) * 4);
@@ -739,11 +817,14 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
         for (int s = 0; s < t.nsub; s++) {
             const mm_sub u = mm_subtile(&t, &l, s, m0, panel, sub_elems);
             const float *ps = (const float *)(u.pan + c->KP * NR);
-#define INT8CALL(R) mm_ukr_int8(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
-            switch (rows) {
-            case 1: INT8CALL(1); break; case 2: INT8CALL(2); break; case 3: INT8CALL(3); break;
-            case 4: INT8CALL(4); break; case 5: INT8CALL(5); break; default: INT8CALL(MR8); break;
-            }
+#define INT8CALL(K, R) K(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
+#define INT8ROWS(K)                                                                                        \
+    switch (rows) {                                                                                        \
+    case 1: INT8CALL(K, 1); break; case 2: INT8CALL(K, 2); break; case 3: INT8CALL(K, 3); break;         \
+    case 4: INT8CALL(K, 4); break; case 5: INT8CALL(K, 5); break; default: INT8CALL(K, MR8); break;      \
+    }
+            if (halves) INT8ROWS(mm_ukr_int8_half)
+            else INT8ROWS(mm_ukr_int8)
         }
     }
 }
@@ -982,7 +1063,7 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *
     c.KP = mode == PRGE_MM_F32 ? K : mode == PRGE_MM_BF16 ? (K + 1) / 2 : K / 4;
     c.KD = (K + 63) & ~(int64_t)63;
     c.mr = int8 ? MR8 : MR;
-    c.xstride = c.KP * c.mr + (int8 ? 2 * (K / 32) * c.mr : 0);
+    c.xstride = c.KP * c.mr + (int8 ? MM_XS * (K / 32) * c.mr : 0);
     c.mblocks = (M + c.mr - 1) / c.mr;
     c.xp = prge_scratch(0, (size_t)(c.mblocks * c.xstride) * 4);
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);

@@ -8,13 +8,14 @@ import PRGEKernels
 ///                 the reference dequantizer's arithmetic, so W itself is exact)
 ///   PRGE_MM_BF16: |y − ref| ≤ (2⁻⁷ + 2⁻¹⁶ + 1.5·(K+4)·u)·S   (x and w each rounded to bf16: 8-bit
 ///                 significand, unit roundoff 2⁻⁸ each, so ≤ 2⁻⁷ + 2⁻¹⁶ per product, then fp32 sums)
-///   PRGE_MM_INT8, where the int8 kernel runs (W of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K or Q5_K, M > 24,
-///                 prge_matmul_int8() == 1):
-///                 |y − ref| ≤ A + (2·K/32 + 4)·u·S₄, per 32-block b of k with dx_b = max|x|/127:
+///   PRGE_MM_INT8, where the int8 kernels run (W of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K,
+///                 M > 24, prge_matmul_int8() == 1):
+///                 |y − ref| ≤ A + (c·K/32 + 4)·u·S₄, per 32-block b of k with dx_b = max|x|/127,
+///                 c = 2 fused adds per block (4 for Q6_K, whose 16-element halves are scaled apart):
 ///                 A  = Σ_k dx_b·(1/2 + 2¹⁰u)·|w_k|   (x̂ = dx·q with q = round(x·fl(127/max)): |x − x̂| ≤
 ///                      dx·(1/2 + 3·127u) plus the rounding of dx; the test's dx is exact, within u of it)
-///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_b|·u_k + |m_b|)   (w = d·u + m, codes u; the fp32 part: Σ q_x·u is exact int32;
-///                      per block one rounding each in d·dx, dx·Σq, and the chain of 2·K/32 fused adds;
+///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_k|·u_k + |m_k|)   (w = d·u + m, codes u; the fp32 part: Σ q_x·u is exact int32;
+///                      per block one rounding each in d·dx, dx·Σq, and the chain of c·K/32 fused adds;
 ///                      the reference's own w = fl(d·q + m) adds one more u)
 ///                 Everywhere else int8 mode is bf16 mode where prge_matmul_bf16_pays(), else fp32
 ///                 mode, bit for bit; that is tested too.
@@ -197,7 +198,7 @@ import PRGEKernels
     }
 
     /// The types the int8 kernel multiplies as stored (one d, m per 32 weights).
-    static func int8Coded(_ t: TypeInfo) -> Bool { ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K"].contains(t.name) }
+    static func int8Coded(_ t: TypeInfo) -> Bool { ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"].contains(t.name) }
     /// What int8 mode computes where its kernel does not run: bf16 where it pays here, else fp32.
     static var int8Rest: Int32 { prge_matmul_bf16_pays() == 1 ? Int32(PRGE_MM_BF16) : Int32(PRGE_MM_F32) }
 
@@ -230,19 +231,32 @@ import PRGEKernels
         }
     }
 
-    /// d, m per 32-block and the unsigned code u per element (w = d·u + m) of the types the int8
-    /// kernel multiplies as stored, read from the ggml block layouts: Q4_0 (m = −8d), Q4_1, Q5_0
-    /// (m = −16d), Q5_1, Q8_0 (u = q + 128, m = −128d), Q4_K and Q5_K (per 32-element sub-block:
-    /// d·scale, −dmin·min). `codeParts` checks d·u + m against prge_dequantize_row's weights.
+    /// d, m per 16 elements ([N, K/16]; the two halves of a 32-block agree but for Q6_K) and the
+    /// unsigned code u per element (w = d·u + m) of the types the int8 kernels multiply as stored,
+    /// read from the ggml block layouts: Q4_0 (m = −8d), Q4_1, Q5_0 (m = −16d), Q5_1, Q8_0 (u = q +
+    /// 128, m = −128d), Q4_K and Q5_K (per 32-element sub-block: d·scale, −dmin·min), Q6_K (per
+    /// 16: d·scale, m = −32·d·scale). Checks d·u + m against prge_dequantize_row's weights.
     static func codeParts(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, N: Int, K: Int) -> (d: [Double], m: [Double], q: [Int]) {
         let nb = K / 32
-        var d = [Double](repeating: 0, count: N * nb), mm = d, q = [Int](repeating: 0, count: N * K)
+        var d = [Double](repeating: 0, count: N * nb * 2), mm = d, q = [Int](repeating: 0, count: N * K)
         func f16(_ at: Int) -> Double { Double(prge_f16_to_f32(UInt16(w[at]) | UInt16(w[at + 1]) << 8)) }
         func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(w[at + $1]) << (8 * $1) } }
         for n in 0..<N {
             for b in 0..<nb {
-                let row = n * rowBytes, i = n * nb + b, e = n * K + b * 32
+                let row = n * rowBytes, i = 2 * (n * nb + b), e = n * K + b * 32
                 switch t.name {
+                case "Q6_K":
+                    // element l of 32-block j: nibble k/2 of ql[l + 32(k%2)], bit pair k of qh[l],
+                    // scale sc[2k + l/16], in 128-element half h (j = 4h + k)
+                    let s = row + b / 8 * t.blockBytes, j = b % 8, h = j / 4, k = j % 4
+                    let ql = s + 64 * h, qh = s + 128 + 32 * h, sc = s + 192 + 8 * h, dsb = Float(f16(s + 208))
+                    for half in 0..<2 {
+                        d[i + half] = Double(dsb * Float(Int8(bitPattern: w[sc + 2 * k + half])))
+                        mm[i + half] = -32 * d[i + half]
+                    }
+                    for l in 0..<32 {
+                        q[e + l] = Int(w[ql + l + 32 * (k % 2)] >> (4 * (k / 2)) & 0xf) | Int(w[qh + l] >> (2 * k) & 3) << 4
+                    }
                 case "Q4_K", "Q5_K":
                     let q5 = t.name == "Q5_K", s = row + b / 8 * t.blockBytes, j = b % 8, sc = s + 4
                     // 6-bit scale and min of sub-block j (ggml's get_scale_min_k4)
@@ -266,18 +280,19 @@ import PRGEKernels
                         q[e + l + 16] = Int(w[qs + l] >> 4) | (qh >> (l + 16) & 1) << 4
                     }
                 }
+                if t.name != "Q6_K" { d[i + 1] = d[i]; mm[i + 1] = mm[i] }
             }
         }
         let wf = dequant(t, w, rowBytes: rowBytes, N: N, K: K)
         let worst = (0..<(N * K)).map { k -> Double in
-            let i = k / K * nb + k % K / 32, v = d[i] * Double(q[k]) + mm[i]
+            let i = k / 16, v = d[i] * Double(q[k]) + mm[i]
             return abs(v - Double(wf[k])) / (abs(d[i]) * Double(q[k]) + abs(mm[i]) + 1e-30)
         }.max() ?? 0
         #expect(worst <= 1.0 / Double(1 << 22), "\(t): d·u + m is not the dequantized weight (worst \(worst))")
         return (d, mm, q)
     }
 
-    /// The int8 bound of every element (header comment): A + (2·K/32 + 4)·u·S₄.
+    /// The int8 bound of every element (header comment): A + (c·K/32 + 4)·u·S₄, c = 2 (4 for Q6_K).
     static func int8Tolerance(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, X: [Float], ldx: Int, M: Int, N: Int,
                               K: Int) -> [Double] {
         let u = 1.0 / Double(1 << 24), nb = K / 32
@@ -291,12 +306,12 @@ import PRGEKernels
             for n in 0..<N {
                 var a = 0.0, s4 = 0.0
                 for k in 0..<K {
-                    let b = k / 32, db = d[n * nb + b], mb = mm[n * nb + b], e = dx[m * nb + b]
+                    let b = k / 32, db = d[(n * K + k) / 16], mb = mm[(n * K + k) / 16], e = dx[m * nb + b]
                     let qk = Double(q[n * K + k])
                     a += e * abs(db * qk + mb)
                     s4 += (abs(Double(X[m * ldx + k])) + e) * (abs(db) * qk + abs(mb))
                 }
-                tol[m * N + n] = a * (0.5 + 1024 * u) + Double(2 * nb + 4) * u * s4
+                tol[m * N + n] = a * (0.5 + 1024 * u) + Double((t.name == "Q6_K" ? 4 : 2) * nb + 4) * u * s4
             }
         }
         return tol
@@ -330,7 +345,7 @@ import PRGEKernels
                 var s = (0.0, 0.0, 0.0)
                 for k in 0..<K {
                     let b = k / 32, x = Double(X[m * ldx + k]), qk = Double(q[n * K + k])
-                    let db = d[n * nb + b], dn = d[n * nb + (b + 1) % nb], mb = mm[n * nb + b]
+                    let db = d[(n * K + k) / 16], dn = d[2 * (n * nb + (b + 1) % nb)], mb = mm[(n * K + k) / 16]
                     s.0 += x * (db * qk + mb); s.1 += x * db * qk; s.2 += x * (dn * qk + mb)
                 }
                 ref[0][m * N + n] = s.0; ref[1][m * N + n] = s.1; ref[2][m * N + n] = s.2

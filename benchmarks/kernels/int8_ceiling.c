@@ -23,7 +23,7 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 
 static uint32_t X[BLOCKS * 8 * ROWS] __attribute__((aligned(64)));    // [block][quad][row] int8 quads
 static uint32_t W[BLOCKS * 8 * 32] __attribute__((aligned(64)));      // [block][quad][column] 4-bit codes
-static float XS[BLOCKS * 2 * ROWS] __attribute__((aligned(64)));      // [block][dx, sx][row]
+static float XS[BLOCKS * MM_XS * ROWS] __attribute__((aligned(64)));  // [block][dx, sx, sx0, sx1][row]
 static float WS[BLOCKS * 2 * 32] __attribute__((aligned(64)));        // [block][d, m][column]
 static float Y[ROWS * 32] __attribute__((aligned(64)));               // the kernel's outputs
 
