@@ -618,61 +618,34 @@ PRGE_AVX512_BF16 PRGE_INLINE void mm_ukr_bf16(const int MRC, const uint32_t *xp,
     mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
 }
 
-// MRC rows (of a packed block with stride MR8) x 32 columns of coded W. Per 32-k block: 8 vpdpbusd
-// per accumulator give the exact Σ q_x·u_w (|Σ| ≤ 32·127·255), then, in fp32 and this order,
-// acc += float(Σ)·(d·dx), acc += m·sx.
-PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const uint32_t *xp, const float *xs,
+// s[i] = the exact int32 sums of quads [q0, q1) of a block: row i's int8 x by 32 columns of codes.
+PRGE_AVX512_VNNI PRGE_INLINE void mm_quad_sums(const int MRC, const uint32_t *xp, const uint32_t *pan, int q0, int q1,
+                                          __m512i (*s)[2]) {
+    for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
+    for (int q = q0; q < q1; q++) {
+        const __m512i w0 = _mm512_load_si512(pan + q * NR), w1 = _mm512_load_si512(pan + q * NR + 16);
+        for (int i = 0; i < MRC; i++) {
+            const __m512i a = _mm512_set1_epi32((int)xp[q * MR8 + i]);
+            s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
+            s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
+        }
+    }
+}
+
+// MRC rows (of a packed block with stride MR8) x 32 columns of coded W, H scales per 32-k block
+// (1; 2 for Q6_K's 16-weight halves). Per block and part h < H: 8/H vpdpbusd per accumulator give
+// the exact Σ_h q_x·u_w (|Σ| ≤ 32·127·255), then, in fp32 and this order, acc += float(Σ_h)·(d_h·dx)
+// for each h, then acc += m_h·sx_h for each h (sx_h = dx·Σ_h q_x; for H = 1 the block's sx).
+PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const int H, const uint32_t *xp, const float *xs,
                                          const uint32_t *pan, const float *ps, int64_t nblk, float *y,
                                          int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate,
                                          const mm_lora_blk *lb) {
     __m512 acc[MR8][2];
     for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * NR, xs += MM_XS * MR8) {
-        __m512i s[MR8][2];
-        for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
-        for (int q = 0; q < 8; q++) {
-            const __m512i w0 = _mm512_load_si512(pan + q * NR), w1 = _mm512_load_si512(pan + q * NR + 16);
-            for (int i = 0; i < MRC; i++) {
-                const __m512i a = _mm512_set1_epi32((int)xp[q * MR8 + i]);
-                s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
-                s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
-            }
-        }
-        const __m512 d0 = _mm512_load_ps(ps), d1 = _mm512_load_ps(ps + 16);
-        const __m512 m0 = _mm512_load_ps(ps + NR), m1 = _mm512_load_ps(ps + NR + 16);
-        for (int i = 0; i < MRC; i++) {
-            const __m512 dx = _mm512_set1_ps(xs[i]), sx = _mm512_set1_ps(xs[MR8 + i]);
-            acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][0]), _mm512_mul_ps(d0, dx), acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
-            acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
-        }
-    }
-    mm_store_tile(MRC, acc, y, ldy, rows, k0, k1, accumulate, lb);
-}
-
-// MRC rows x 32 columns of W with a scale per 16 weights (Q6_K): as mm_ukr_int8, but each 16-k
-// half h of a block gets its own exact sum Σ_h q_x·u_w (4 vpdpbusd per accumulator), then, in
-// fp32 and this order, acc += float(Σ_0)·(d·dx), acc += float(Σ_1)·(d'·dx), acc += m·sx_0,
-// acc += m'·sx_1 (sx_h = dx·Σ_h q_x).
-PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8_half(const int MRC, const uint32_t *xp, const float *xs,
-                                              const uint32_t *pan, const float *ps, int64_t nblk, float *y,
-                                              int64_t ldy, int rows, __mmask16 k0, __mmask16 k1, int accumulate,
-                                              const mm_lora_blk *lb) {
-    __m512 acc[MR8][2];
-    for (int i = 0; i < MRC; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 4 * NR, xs += MM_XS * MR8) {
-        for (int h = 0; h < 2; h++) {
+    for (int64_t b = 0; b < nblk; b++, pan += 8 * NR, xp += 8 * MR8, ps += 2 * H * NR, xs += MM_XS * MR8) {
+        for (int h = 0; h < H; h++) {
             __m512i s[MR8][2];
-            for (int i = 0; i < MRC; i++) s[i][0] = s[i][1] = _mm512_setzero_si512();
-            for (int q = 4 * h; q < 4 * h + 4; q++) {
-                const __m512i w0 = _mm512_load_si512(pan + q * NR), w1 = _mm512_load_si512(pan + q * NR + 16);
-                for (int i = 0; i < MRC; i++) {
-                    const __m512i a = _mm512_set1_epi32((int)xp[q * MR8 + i]);
-                    s[i][0] = _mm512_dpbusd_epi32(s[i][0], w0, a);
-                    s[i][1] = _mm512_dpbusd_epi32(s[i][1], w1, a);
-                }
-            }
+            mm_quad_sums(MRC, xp, pan, 8 * h / H, 8 * (h + 1) / H, s);
             const __m512 d0 = _mm512_load_ps(ps + h * NR), d1 = _mm512_load_ps(ps + h * NR + 16);
             for (int i = 0; i < MRC; i++) {
                 const __m512 dx = _mm512_set1_ps(xs[i]);
@@ -680,10 +653,11 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8_half(const int MRC, const uint32_t
                 acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i][1]), _mm512_mul_ps(d1, dx), acc[i][1]);
             }
         }
-        for (int h = 0; h < 2; h++) {
-            const __m512 m0 = _mm512_load_ps(ps + (2 + h) * NR), m1 = _mm512_load_ps(ps + (2 + h) * NR + 16);
+        for (int h = 0; h < H; h++) {
+            const __m512 m0 = _mm512_load_ps(ps + (H + h) * NR), m1 = _mm512_load_ps(ps + (H + h) * NR + 16);
+            const float *sxh = xs + (H == 1 ? 1 : 2 + h) * MR8;
             for (int i = 0; i < MRC; i++) {
-                const __m512 sx = _mm512_set1_ps(xs[(2 + h) * MR8 + i]);
+                const __m512 sx = _mm512_set1_ps(sxh[i]);
                 acc[i][0] = _mm512_fmadd_ps(m0, sx, acc[i][0]);
                 acc[i][1] = _mm512_fmadd_ps(m1, sx, acc[i][1]);
             }
@@ -817,14 +791,14 @@ PRGE_AVX512_VNNI static void mm_panel_task_int8(void *vctx, int64_t task) {
         for (int s = 0; s < t.nsub; s++) {
             const mm_sub u = mm_subtile(&t, &l, s, m0, panel, sub_elems);
             const float *ps = (const float *)(u.pan + c->KP * NR);
-#define INT8CALL(K, R) K(R, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
-#define INT8ROWS(K)                                                                                        \
+#define INT8CALL(H, R) mm_ukr_int8(R, H, xpb, xs, u.pan, ps, nblk, u.y, w->ldy, rows, u.k0, u.k1, w->accumulate, &u.lb)
+#define INT8ROWS(H)                                                                                        \
     switch (rows) {                                                                                        \
-    case 1: INT8CALL(K, 1); break; case 2: INT8CALL(K, 2); break; case 3: INT8CALL(K, 3); break;         \
-    case 4: INT8CALL(K, 4); break; case 5: INT8CALL(K, 5); break; default: INT8CALL(K, MR8); break;      \
+    case 1: INT8CALL(H, 1); break; case 2: INT8CALL(H, 2); break; case 3: INT8CALL(H, 3); break;         \
+    case 4: INT8CALL(H, 4); break; case 5: INT8CALL(H, 5); break; default: INT8CALL(H, MR8); break;      \
     }
-            if (halves) INT8ROWS(mm_ukr_int8_half)
-            else INT8ROWS(mm_ukr_int8)
+            if (halves) INT8ROWS(2)
+            else INT8ROWS(1)
         }
     }
 }

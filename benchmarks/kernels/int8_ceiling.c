@@ -49,7 +49,7 @@ VNNI static int64_t dot_only(int64_t iters) {
 VNNI static float kernel(int64_t iters) {
     const mm_lora_blk none = {NULL, NULL, 0};
     for (int64_t it = 0; it < iters; it++)
-        mm_ukr_int8(ROWS, X, XS, W, WS, BLOCKS, Y, 32, ROWS, 0xffff, 0xffff, 1, &none);
+        mm_ukr_int8(ROWS, 1, X, XS, W, WS, BLOCKS, Y, 32, ROWS, 0xffff, 0xffff, 1, &none);
     return Y[0];
 }
 
