@@ -5,8 +5,8 @@
 
 TYPE Q4_0, Q5_0, Q5_1 or Q8_0: every Q4_1 tensor of SRC (the linear layers; token_embd is
 Q8_0, the norms F32, all kept) is dequantized and re-quantized by the `gguf` package's own
-quantizers; metadata and every other tensor are copied. TYPE Q4_K_M, Q5_K_M, Q4_K_S, Q5_K_S or
-Q6_K goes through llama.cpp's quantizer (`llama_model_quantize` of llama-cpp-python, which must be
+quantizers; metadata and every other tensor are copied. TYPE Q2_K, Q3_K_S/M/L, Q4_K_S/M,
+Q5_K_S/M or Q6_K goes through llama.cpp's quantizer (`llama_model_quantize` of llama-cpp-python, which must be
 importable): SRC is dequantized to F32 first (scripts/fixtures), then llama.cpp quantizes it with its own mixture (Q4_K_M
 keeps some tensors in Q6_K). The values are SRC's Q4_1 weights re-rounded: the model still
 works, but it is not a published checkpoint of that type: use it for speed and for agreement
@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from make_forward_fixtures import copy_metadata, dequantize_model  # noqa: E402
 
 GGUF_TYPES = {"Q4_0", "Q5_0", "Q5_1", "Q8_0"}
-LLAMA_FTYPES = {"Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}   # llama_ftype
+LLAMA_FTYPES = {"Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15,
+                "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}   # llama_ftype
 
 
 def convert(src, dst, type_name):

@@ -143,7 +143,7 @@ static void dq_q2_k(const uint8_t *b, float *y) {
 
 // Q3_K's 16 six-bit scales, packed in 12 bytes: the low 4 bits of scale i are nibble i of
 // bytes 0..7 (low nibbles first), the high 2 bits are bit pair i/4 of byte 8 + i%4.
-static void unpack_q3_k_scales(const uint8_t *s, int *out) {
+void prge_q3k_scales(const uint8_t *s, int *out) {
     for (int i = 0; i < 16; i++) {
         int lo = i < 8 ? s[i] & 0x0f : s[i - 8] >> 4;
         int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
@@ -156,7 +156,7 @@ static void unpack_q3_k_scales(const uint8_t *s, int *out) {
 static void dq_q3_k(const uint8_t *b, float *y) {
     const uint8_t *hm = b, *q = b + 32;
     int scales[16];
-    unpack_q3_k_scales(b + 96, scales);
+    prge_q3k_scales(b + 96, scales);
     float d = load_f16(b + 108);
     int is = 0;
     uint8_t m = 1;

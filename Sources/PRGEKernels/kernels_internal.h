@@ -66,6 +66,8 @@ int prge_cpu_avx512_bf16(void);
 // dequant.c: sub-block j's 6-bit scale and min of a Q4_K / Q5_K super-block's 12 scale bytes q
 // (the int8 kernel packs those sub-blocks as they are: matmul.c).
 void prge_k4_scale_min(int j, const uint8_t *q, int *sc, int *mn);
+// dequant.c: a Q3_K super-block's 16 signed scales (−32..31) from its 12 scale bytes.
+void prge_q3k_scales(const uint8_t *s, int *out);
 
 // Per-thread scratch of at least `bytes` (64-byte aligned), grown on demand and kept for the
 // thread's life. Slot 0: buffers of a kernel's caller, outside its tasks. Slots 1, 2: per-task.

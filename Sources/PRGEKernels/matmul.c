@@ -12,7 +12,7 @@
 //       vdpbf16ps) and runs an MR×32 register-blocked micro-kernel over its range of rows.
 //       Every lane accumulates its dot product sequentially over k (one FMA / dpbf16 chain).
 //     "int8 panel" (PRGE_MM_INT8, W of a type with one scale and offset per 32 weights: Q4_0,
-//       Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, or per 16: Q6_K; AVX512-VNNI): the same tiling with
+//       Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, or per 16: Q2_K, Q3_K, Q6_K; AVX512-VNNI): the same tiling with
 //       MR8-row X blocks quantized to int8 per 32-k block and panels of W's integer codes as
 //       stored; per block (or 16-k half), exact int32 vpdpbusd sums, then one fp32
 //       scale-and-add chain per lane.
@@ -297,7 +297,7 @@ enum { MR8 = 6 };
 enum { MR8 = MM_MR8 };
 #endif
 // Floats per 32-k block and packed X row: dx, sx = dx·Σq, and dx·Σq of each 16-k half (the
-// kernel for W with a scale per 16 weights, Q6_K, takes those two instead of sx).
+// kernel for W with a scale per 16 weights takes those two instead of sx).
 enum { MM_XS = 4 };
 
 typedef struct {
@@ -452,10 +452,9 @@ PRGE_AVX512 static void mm_pack_panel(const mm_ctx *c, const mm_part *w, int64_t
 }
 
 // The W types the int8 kernels multiply as they are stored: those whose every 32-element block
-// holds w = d·u + m with unsigned integer codes u <= 255 and one d, m per block, or (Q6_K) one
-// d, m per 16-element half of it. (Q2_K and Q3_K would fit the second kernel too: not done;
-// f16 / f32 have no codes.)
-static int mm_int8_halves(uint32_t t) { return t == PRGE_T_Q6_K; }
+// holds w = d·u + m with unsigned integer codes u <= 255 and one d, m per block, or (Q2_K, Q3_K,
+// Q6_K) one d, m per 16-element half of it. (f16 / f32 have no codes.)
+static int mm_int8_halves(uint32_t t) { return t == PRGE_T_Q2_K || t == PRGE_T_Q3_K || t == PRGE_T_Q6_K; }
 static int mm_int8_type(uint32_t t) {
     return t == PRGE_T_Q4_0 || t == PRGE_T_Q4_1 || t == PRGE_T_Q5_0 || t == PRGE_T_Q5_1 || t == PRGE_T_Q8_0 ||
            t == PRGE_T_Q4_K || t == PRGE_T_Q5_K || mm_int8_halves(t);
@@ -466,12 +465,41 @@ static int mm_int8_type(uint32_t t) {
 // block's first 16 elements and d'·u + m' in the others (equal pairs but for Q6_K): the value
 // prge_dequantize_row computes (up to its own rounding). Q4_0 u = q, m = −8d; Q4_1 u = q; Q5_0
 // u = q (5 bits), m = −16d; Q5_1 u = q; Q8_0 u = q + 128, m = −128d; Q4_K / Q5_K sub-block b % 8
-// of super-block b / 8: d = d_sb·scale, m = −dmin·min; Q6_K u = q (6 bits), per half d =
-// d_sb·scale, m = −32d (scales and mins are f16 × small integers: exact in fp32).
+// of super-block b / 8: d = d_sb·scale, m = −dmin·min; per 16-element half: Q6_K u = q (6 bits),
+// d = d_sb·scale, m = −32d; Q3_K u = q (3 bits), d = d_sb·scale, m = −4d; Q2_K u = q (2 bits),
+// d = d_sb·scale, m = −dmin·min (scales and mins are f16 × small integers: exact in fp32).
 PRGE_AVX512 static void mm_block_codes(uint32_t type, const uint8_t *row, int64_t b, uint8_t *u, float *dm) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
     float *d = dm, *m = dm + 2;
     __m256i c;
+    if (type == PRGE_T_Q2_K || type == PRGE_T_Q3_K) {
+        // 128-element half n = j / 4 of super-block b / 8: element l of block j is bit pair
+        // 2·(j % 4) of q[32n + l] (Q3_K: plus bit j of hmask[l] as its third bit); the scale
+        // of elements [16h, 16h + 16) is number 2j + h.
+        const int j = (int)(b % 8), n = j / 4, sh = 2 * (j % 4), q3 = type == PRGE_T_Q3_K;
+        const uint8_t *s = row + b / 8 * (q3 ? 110 : 84);
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(s + (q3 ? 32 : 16) + 32 * n));
+        c = _mm256_and_si256(_mm256_srli_epi16(q, sh), _mm256_set1_epi8(3));
+        if (q3) {
+            const __m256i hm = _mm256_loadu_si256((const __m256i *)s);
+            c = _mm256_or_si256(c, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hm, j), 2), _mm256_set1_epi8(4)));
+            int sc[16];
+            prge_q3k_scales(s + 96, sc);
+            const float dsb = _cvtsh_ss(mm_rd16(s + 108));
+            for (int h = 0; h < 2; h++) {
+                d[h] = dsb * (float)sc[2 * j + h];
+                m[h] = -4.0f * d[h];
+            }
+        } else {
+            const float dsb = _cvtsh_ss(mm_rd16(s + 80)), dmin = _cvtsh_ss(mm_rd16(s + 82));
+            for (int h = 0; h < 2; h++) {
+                d[h] = dsb * (float)(s[2 * j + h] & 0x0f);
+                m[h] = -(dmin * (float)(s[2 * j + h] >> 4));
+            }
+        }
+        _mm256_storeu_si256((__m256i *)u, c);
+        return;
+    }
     if (type == PRGE_T_Q6_K) {
         // 128-element half n = j / 4 of super-block b / 8, k = j % 4: element l of the block
         // has nibble k / 2 of ql[l + 32·(k % 2)], bit pair k of qh[l], scale sc[2k + l / 16].
@@ -633,7 +661,7 @@ PRGE_AVX512_VNNI PRGE_INLINE void mm_quad_sums(const int MRC, const uint32_t *xp
 }
 
 // MRC rows (of a packed block with stride MR8) x 32 columns of coded W, H scales per 32-k block
-// (1; 2 for Q6_K's 16-weight halves). Per block and part h < H: 8/H vpdpbusd per accumulator give
+// (1; 2 for the 16-weight halves of Q2_K, Q3_K, Q6_K). Per block and part h < H: 8/H vpdpbusd per accumulator give
 // the exact Σ_h q_x·u_w (|Σ| ≤ 32·127·255), then, in fp32 and this order, acc += float(Σ_h)·(d_h·dx)
 // for each h, then acc += m_h·sx_h for each h (sx_h = dx·Σ_h q_x; for H = 1 the block's sx).
 PRGE_AVX512_VNNI PRGE_INLINE void mm_ukr_int8(const int MRC, const int H, const uint32_t *xp, const float *xs,

@@ -8,10 +8,10 @@ import PRGEKernels
 ///                 the reference dequantizer's arithmetic, so W itself is exact)
 ///   PRGE_MM_BF16: |y − ref| ≤ (2⁻⁷ + 2⁻¹⁶ + 1.5·(K+4)·u)·S   (x and w each rounded to bf16: 8-bit
 ///                 significand, unit roundoff 2⁻⁸ each, so ≤ 2⁻⁷ + 2⁻¹⁶ per product, then fp32 sums)
-///   PRGE_MM_INT8, where the int8 kernels run (W of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K,
+///   PRGE_MM_INT8, where the int8 kernel runs (any quantized W: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K … Q6_K,
 ///                 M > 24, prge_matmul_int8() == 1):
 ///                 |y − ref| ≤ A + (c·K/32 + 4)·u·S₄, per 32-block b of k with dx_b = max|x|/127,
-///                 c = 2 fused adds per block (4 for Q6_K, whose 16-element halves are scaled apart):
+///                 c = 2 fused adds per block (4 for Q2_K, Q3_K, Q6_K, whose 16-element halves are scaled apart):
 ///                 A  = Σ_k dx_b·(1/2 + 2¹⁰u)·|w_k|   (x̂ = dx·q with q = round(x·fl(127/max)): |x − x̂| ≤
 ///                      dx·(1/2 + 3·127u) plus the rounding of dx; the test's dx is exact, within u of it)
 ///                 S₄ = Σ_k (|x_k| + dx_b)·(|d_k|·u_k + |m_k|)   (w = d·u + m, codes u; the fp32 part: Σ q_x·u is exact int32;
@@ -198,7 +198,9 @@ import PRGEKernels
     }
 
     /// The types the int8 kernel multiplies as stored (one d, m per 32 weights).
-    static func int8Coded(_ t: TypeInfo) -> Bool { ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"].contains(t.name) }
+    static func int8Coded(_ t: TypeInfo) -> Bool { t.blockElems > 1 }   // every quantized type
+    /// The types scaled per 16 elements (two d, m per 32-block).
+    static func int8Halves(_ t: TypeInfo) -> Bool { ["Q2_K", "Q3_K", "Q6_K"].contains(t.name) }
     /// What int8 mode computes where its kernel does not run: bf16 where it pays here, else fp32.
     static var int8Rest: Int32 { prge_matmul_bf16_pays() == 1 ? Int32(PRGE_MM_BF16) : Int32(PRGE_MM_F32) }
 
@@ -234,8 +236,9 @@ import PRGEKernels
     /// d, m per 16 elements ([N, K/16]; the two halves of a 32-block agree but for Q6_K) and the
     /// unsigned code u per element (w = d·u + m) of the types the int8 kernels multiply as stored,
     /// read from the ggml block layouts: Q4_0 (m = −8d), Q4_1, Q5_0 (m = −16d), Q5_1, Q8_0 (u = q +
-    /// 128, m = −128d), Q4_K and Q5_K (per 32-element sub-block: d·scale, −dmin·min), Q6_K (per
-    /// 16: d·scale, m = −32·d·scale). Checks d·u + m against prge_dequantize_row's weights.
+    /// 128, m = −128d), Q4_K and Q5_K (per 32-element sub-block: d·scale, −dmin·min), per 16:
+    /// Q2_K (d·scale, −dmin·min), Q3_K (d·scale, m = −4·d·scale), Q6_K (d·scale, m = −32·d·scale).
+    /// Checks d·u + m against prge_dequantize_row's weights.
     static func codeParts(_ t: TypeInfo, _ w: [UInt8], rowBytes: Int, N: Int, K: Int) -> (d: [Double], m: [Double], q: [Int]) {
         let nb = K / 32
         var d = [Double](repeating: 0, count: N * nb * 2), mm = d, q = [Int](repeating: 0, count: N * K)
@@ -245,6 +248,24 @@ import PRGEKernels
             for b in 0..<nb {
                 let row = n * rowBytes, i = 2 * (n * nb + b), e = n * K + b * 32
                 switch t.name {
+                case "Q2_K", "Q3_K":
+                    // element l of 32-block j = 4h + k: bit pair k of q[32h + l] (Q3_K: bit j of
+                    // hmask[l] above it, value − 4), scale 2j + l/16
+                    let q3 = t.name == "Q3_K", s = row + b / 8 * t.blockBytes, j = b % 8, qs = s + (q3 ? 32 : 16) + 32 * (j / 4)
+                    for half in 0..<2 {
+                        let si = 2 * j + half
+                        if q3 {   // 6-bit scale si: nibble si of bytes 0..7, bit pair si/4 of byte 8 + si%4, − 32
+                            let sb = s + 96, lo = si < 8 ? Int(w[sb + si] & 0xf) : Int(w[sb + si - 8] >> 4)
+                            let sc = (lo | Int(w[sb + 8 + si % 4] >> (2 * (si / 4)) & 3) << 4) - 32
+                            d[i + half] = Double(Float(f16(s + 108)) * Float(sc)); mm[i + half] = -4 * d[i + half]
+                        } else {
+                            d[i + half] = Double(Float(f16(s + 80)) * Float(w[s + si] & 0xf))
+                            mm[i + half] = -Double(Float(f16(s + 82)) * Float(w[s + si] >> 4))
+                        }
+                    }
+                    for l in 0..<32 {
+                        q[e + l] = Int(w[qs + l] >> (2 * (j % 4)) & 3) | (q3 ? Int(w[s + l] >> j & 1) << 2 : 0)
+                    }
                 case "Q6_K":
                     // element l of 32-block j: nibble k/2 of ql[l + 32(k%2)], bit pair k of qh[l],
                     // scale sc[2k + l/16], in 128-element half h (j = 4h + k)
@@ -280,7 +301,7 @@ import PRGEKernels
                         q[e + l + 16] = Int(w[qs + l] >> 4) | (qh >> (l + 16) & 1) << 4
                     }
                 }
-                if t.name != "Q6_K" { d[i + 1] = d[i]; mm[i + 1] = mm[i] }
+                if !Self.int8Halves(t) { d[i + 1] = d[i]; mm[i + 1] = mm[i] }
             }
         }
         let wf = dequant(t, w, rowBytes: rowBytes, N: N, K: K)
@@ -311,7 +332,7 @@ import PRGEKernels
                     a += e * abs(db * qk + mb)
                     s4 += (abs(Double(X[m * ldx + k])) + e) * (abs(db) * qk + abs(mb))
                 }
-                tol[m * N + n] = a * (0.5 + 1024 * u) + Double((t.name == "Q6_K" ? 4 : 2) * nb + 4) * u * s4
+                tol[m * N + n] = a * (0.5 + 1024 * u) + Double((Self.int8Halves(t) ? 4 : 2) * nb + 4) * u * s4
             }
         }
         return tol

@@ -2,10 +2,10 @@ import PRGEKernels
 
 /// How the linear layers multiply. fp32 is the reference; bf16 rounds activations and weights
 /// to bf16 and accumulates in fp32 (AVX512-BF16), used only where training is shown to learn as well.
-/// int8 quantizes activations to int8 per 32-element block for the weights stored with one scale
-/// and offset per 32 or 16 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) in calls with more
-/// than 24 rows (AVX512-VNNI; prge_kernels.h), and bf16 or fp32, whichever is faster here,
-/// everywhere else.
+/// int8 quantizes activations to int8 per 32-element block for quantized weights (Q4_0, Q4_1,
+/// Q5_0, Q5_1, Q8_0, Q2_K … Q6_K, multiplied as stored) in calls with more than 24 rows
+/// (AVX512-VNNI; prge_kernels.h), and bf16 or fp32, whichever is faster here, everywhere else
+/// (f16 / bf16 / f32 weights, small calls).
 /// Its rounding is coarser than bf16's and not smooth, so P-RGE needs a larger ε with it (Recipe).
 public enum NumericMode: String, Sendable, CaseIterable {
     case fp32, bf16, int8

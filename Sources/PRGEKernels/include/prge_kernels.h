@@ -42,13 +42,14 @@ void prge_pool_run(prge_pool *pool, prge_task_fn fn, void *ctx, int64_t n_tasks)
 // Weights are dequantized on the fly into cache-sized tiles, reused across all M rows.
 // mode PRGE_MM_F32: fp32 products and accumulation (the reference path).
 // mode PRGE_MM_BF16: X and the weight tile rounded to bf16, products accumulated in fp32.
-// mode PRGE_MM_INT8: for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K W (one scale d and
-//   offset m per 32 weights, per 16 in Q6_K, w = d·u + m with integer codes u), M > 24, on
+// mode PRGE_MM_INT8: for W of any quantized type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K … Q6_K: one
+//   scale d and offset m per 32 or 16 weights, w = d·u + m with integer codes u), M > 24, on
 //   AVX512-VNNI CPUs: each
 //   32-element block of an X row quantized to int8 (dx = max|x|/127, round to nearest, so
 //   |x − dx·q| ≤ dx/2), exact int32 dot products with W's codes as stored (vpdpbusd), scaled per
-//   block in fp32: y = Σ_blk dx·d·Σ q_x·u_w + m·dx·Σ q_x. Everything else (other W types, f32 products of a
-//   multi call, small M, the portable path, CPUs without VNNI) runs as PRGE_MM_BF16 where
+//   block (or 16-element half) in fp32: y = Σ_blk dx·d·Σ q_x·u_w + m·dx·Σ q_x. Everything else
+//   (f16 / bf16 / f32 W, the f32 products of a multi call, small M, the portable path, CPUs
+//   without VNNI) runs as PRGE_MM_BF16 where
 //   prge_matmul_bf16_pays(), else as PRGE_MM_F32.
 // On the AVX-512 path with M > 24, an f32 W of at most 16 rows (a layer's stacked LoRA A's) is
 // fp32 in every mode: a 32-column tile would be mostly padding; dot products are not.
