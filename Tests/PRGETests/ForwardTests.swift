@@ -120,6 +120,68 @@ import Glibc
         }
     }
 
+    /// Linear RoPE scaling and Llama 3.1-style per-frequency divisors (rope_freqs.weight), computed
+    /// as llama.cpp does: the reference model plus llama.rope.scaling.type = linear, its factor and
+    /// that tensor (written here by GGUFWriter, from the values the fixture records) against
+    /// llama.cpp's logits on the same variant (scripts/fixtures/make_rope_fixture.py). The plain
+    /// model's logits must be far from them, so the check cannot pass with the scaling ignored.
+    @Test func ropeScalingMatchesLlamaCpp() throws {
+        let root = try Self.readJSON(TestSupport.fixtures + "/forward/smollm2-rope-scaling.json")
+        let factors = try root.require("freq_factors").array().map { try $0.float() }
+        let src = try TestSupport.modelFile()
+        var w = GGUFWriter()
+        for (key, value) in src.metadata where !key.hasPrefix("llama.rope.scaling") { w.add(key, value) }
+        w.add("llama.rope.scaling.type", .string("linear"))
+        w.add("llama.rope.scaling.factor", .float32(try root.require("rope_scaling_factor").float()))
+        for t in src.tensors { try w.addTensor(name: t.name, dims: t.dims, type: t.type, data: Array(src.data(t))) }
+        try w.addTensor(name: "rope_freqs.weight", dims: [factors.count], floats: factors)
+        let path = "/tmp/prge-rope-variant-\(getpid()).gguf"
+        defer { unlink(path) }
+        try w.write(to: path)
+        let variant = try Context(model: Model(path: path), threads: 2, mode: .fp32)
+        let plain = try Self.context()
+
+        for pr in try root.require("prompts").array() {
+            let tokens = try Self.ids(pr.require("tokens"))
+            let positions = try pr.require("positions").array()
+            let pos = try positions.map { try $0.require("pos").int() }
+            let want = try positions.map { try $0.require("top").array().map { (id: Int32(try $0.array()[0].int()), logit: try $0.array()[1].float()) } }
+            let ids = Array(Set(want.joined().map(\.id))).sorted()
+            let column = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+            let batch = Batch(sequences: [tokens], outputs: pos.map { (seq: 0, pos: $0) })
+            let got = try variant.logits(batch, ids: ids), base = try plain.logits(batch, ids: ids)
+            var worst: Float = 0, moved: Float = 0
+            for (row, wr) in want.enumerated() {
+                for (id, v) in wr {
+                    worst = max(worst, abs(got[row * ids.count + column[id]!] - v))
+                    moved = max(moved, abs(base[row * ids.count + column[id]!] - v))
+                }
+            }
+            let name = try pr.require("name").string()
+            print("ForwardTests: RoPE scaling, \(name): max |Δlogit| vs llama.cpp = \(worst) (unscaled model: \(moved))")
+            #expect(worst <= Self.tolerance, "\(name)")
+            #expect(moved > 100 * Self.tolerance, "\(name): the scaling does not change llama.cpp's logits here")
+        }
+    }
+
+    /// Unknown RoPE scalings are refused, not computed as something else.
+    @Test func unknownRopeScalingIsRefused() throws {
+        let src = try TestSupport.modelFile()
+        var w = GGUFWriter()
+        for (key, value) in src.metadata where !key.hasPrefix("llama.rope.scaling") { w.add(key, value) }
+        w.add("llama.rope.scaling.type", .string("yarn"))
+        for t in src.tensors { try w.addTensor(name: t.name, dims: t.dims, type: t.type, data: Array(src.data(t))) }
+        let path = "/tmp/prge-rope-yarn-\(getpid()).gguf"
+        defer { unlink(path) }
+        try w.write(to: path)
+        do {
+            _ = try Model(path: path)
+            Issue.record("a yarn-scaled model loaded")
+        } catch {
+            #expect("\(error)".contains("RoPE scaling 'yarn' is not supported"), "\(error)")
+        }
+    }
+
     // MARK: the batch contract
 
     /// Sequences of different lengths in one call give each sequence's logits alone.

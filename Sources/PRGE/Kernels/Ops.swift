@@ -29,12 +29,15 @@ func rope(_ pool: ThreadPool, _ x: UnsafeMutablePointer<Float>, rows R: Int, T: 
     prge_rope(pool.raw, 0, x, Int64(heads * headDim), Int64(R), Int64(T), Int64(heads), Int64(headDim), Int64(half), cs, sn)
 }
 
-/// RoPE's frequencies base^(-2i/ropeDim), i < ropeDim/2: the forward's cos/sin tables and the
-/// guide's turning back are made from them.
+/// RoPE's frequencies scale·base^(-2i/ropeDim) / factor_i, i < ropeDim/2 (scale: linear
+/// scaling's 1/factor; factor_i: Llama 3.1+'s rope_freqs, else 1), as llama.cpp's rope computes
+/// them: the forward's cos/sin tables and the guide's turning back are made from them.
 struct Rope {
     let invFreq: [Float]     // [ropeDim/2]
 
-    init(ropeDim: Int, base: Float) {
-        invFreq = (0..<ropeDim / 2).map { i in powf(base, -Float(2 * i) / Float(ropeDim)) }
+    init(ropeDim: Int, base: Float, positionScale: Float = 1, freqFactors: [Float]? = nil) {
+        invFreq = (0..<ropeDim / 2).map { i in
+            positionScale * (powf(base, -Float(2 * i) / Float(ropeDim)) / (freqFactors?[i] ?? 1))
+        }
     }
 }

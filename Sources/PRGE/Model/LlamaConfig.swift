@@ -10,6 +10,7 @@ public struct LlamaConfig: Sendable, Equatable {
     public var headDim: Int
     public var ropeDim: Int        // leading dims of each head that RoPE rotates
     public var ropeBase: Float
+    public var ropePositionScale: Float   // 1 / rope.scaling.factor for linear scaling, else 1
     public var rmsEps: Float
     public var nVocab: Int
     public var nCtxTrain: Int
@@ -19,6 +20,10 @@ public struct LlamaConfig: Sendable, Equatable {
 
     /// Architectures whose blocks are Llama blocks (RMSNorm, RoPE, GQA, SwiGLU).
     public static let supported = ["llama"]
+    /// RoPE scalings the forward computes as llama.cpp does (YaRN and the others would give a
+    /// different model, so they are refused). Llama 3.1+'s per-frequency factors are the
+    /// `rope_freqs.weight` tensor (Model).
+    public static let ropeScalings = ["none", "linear"]
 
     public init(gguf f: GGUFFile) throws {
         arch = try f.string("general.architecture")
@@ -34,6 +39,14 @@ public struct LlamaConfig: Sendable, Equatable {
         nCtxTrain = try f.int(p + "context_length")
         rmsEps = Float(try f.double(p + "attention.layer_norm_rms_epsilon"))
         ropeBase = f[p + "rope.freq_base"] == nil ? 10000 : Float(try f.double(p + "rope.freq_base"))
+        let scaling = f[p + "rope.scaling.type"] == nil ? "none" : try f.string(p + "rope.scaling.type")
+        guard Self.ropeScalings.contains(scaling) else {
+            throw PRGEError.unsupported("\(f.path): RoPE scaling '\(scaling)' is not supported (supported: \(Self.ropeScalings.joined(separator: ", ")))")
+        }
+        // llama.cpp: rope.scaling.factor, or the older rope.scale_linear; 0 or absent means 1.
+        let factorKey = f[p + "rope.scaling.factor"] != nil ? p + "rope.scaling.factor" : p + "rope.scale_linear"
+        let factor = f[factorKey] == nil ? 0 : Float(try f.double(factorKey))
+        ropePositionScale = scaling == "linear" && factor != 0 ? 1 / factor : 1
         guard nHead > 0, nEmbd > 0, nEmbd % nHead == 0 else {
             throw PRGEError.format("\(f.path): embedding_length \(nEmbd) is not a multiple of head_count \(nHead)")
         }
@@ -58,5 +71,6 @@ public struct LlamaConfig: Sendable, Equatable {
         try check(nCtxTrain >= 1, "context_length \(nCtxTrain)")
         try check(rmsEps > 0 && rmsEps < 1, "rms epsilon \(rmsEps)")
         try check(ropeBase > 0 && ropeBase.isFinite, "rope.freq_base \(ropeBase)")
+        try check(ropePositionScale > 0 && ropePositionScale.isFinite, "rope scaling factor \(1 / ropePositionScale)")
     }
 }

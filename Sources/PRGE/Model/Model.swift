@@ -26,7 +26,15 @@ public final class Model: @unchecked Sendable {
         outputNorm = try loadVector(f, "output_norm.weight", count: c.nEmbd)
         output = f.tensor("output.weight") == nil ? tokenEmbedding
             : try QMatrix(f, "output.weight", rows: c.nVocab, cols: c.nEmbd)
-        rope = Rope(ropeDim: c.ropeDim, base: c.ropeBase)
+        var freqFactors: [Float]? = nil
+        if f.tensor("rope_freqs.weight") != nil {   // Llama 3.1+: one divisor per frequency
+            let ff = try loadVector(f, "rope_freqs.weight", count: c.ropeDim / 2)
+            guard ff.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+                throw PRGEError.format("\(path): rope_freqs.weight must be positive and finite")
+            }
+            freqFactors = ff
+        }
+        rope = Rope(ropeDim: c.ropeDim, base: c.ropeBase, positionScale: c.ropePositionScale, freqFactors: freqFactors)
     }
 
     /// Input and output width of projection `p` (LoRA shapes).
