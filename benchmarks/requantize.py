@@ -18,7 +18,7 @@ import os, sys, tempfile
 import gguf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "fixtures"))
-from make_forward_fixtures import copy_metadata, dequantize_model  # noqa: E402
+from make_forward_fixtures import copy_metadata, dequantize_model, write_tensors  # noqa: E402
 
 GGUF_TYPES = {"Q4_0", "Q5_0", "Q5_1", "Q8_0"}
 LLAMA_FTYPES = {"Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15,
@@ -37,14 +37,7 @@ def convert(src, dst, type_name):
             out.append((t.name, gguf.quants.quantize(w, qtype), qtype))
         else:
             out.append((t.name, t.data, t.tensor_type))
-    for name, data, ty in out:
-        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, ty)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for _, data, _ in out:
-        writer.write_tensor_data(data)
-    writer.close()
+    write_tensors(writer, out)
 
 
 def llama_quantize(src, dst, type_name):
