@@ -40,20 +40,29 @@ PRGE_AVX512 PRGE_INLINE __m512 prge_exp512(__m512 x) {
     return _mm512_scalef_ps(p, k);
 }
 
-// The LoRA B term of one row and 32 columns (a [r, PRGE_LORA_NC] panel of lora.c):
-// acc = Σ_j h[j]·pan[j] (j ascending, one FMA chain from zero), then y = s·acc + y. Written
-// once, here: prge_lora_b and the term added inside the matmul's tiles give the same bits.
-enum { PRGE_LORA_NC = 32 };
-PRGE_AVX512 PRGE_INLINE void prge_lora_row32(const float *h, const float *pan, int64_t r, __m512 s, __m512 *y0,
-                                             __m512 *y1) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+// The LoRA B term of R <= PRGE_LORA_ROWS rows and 32 columns (a [r, PRGE_LORA_NC] panel of
+// lora.c, shared by the rows; row i's h at h + i·ldh): per row, acc = Σ_j h[j]·pan[j] (j
+// ascending, one FMA chain from zero), then y = s·acc + y. Written once, here: prge_lora_b and
+// the term added inside the matmul's tiles give the same bits. Rows of one copy share the
+// panel: one pass over it gives 2R independent FMA chains (one row alone has two, 4-cycle
+// latency each, and loads the panel for every FMA).
+enum { PRGE_LORA_NC = 32, PRGE_LORA_ROWS = 6 };
+PRGE_AVX512 PRGE_INLINE void prge_lora_rows32(const int R, const float *h, int64_t ldh, const float *pan, int64_t r,
+                                              __m512 s, __m512 *y0, __m512 *y1) {
+    __m512 a0[PRGE_LORA_ROWS], a1[PRGE_LORA_ROWS];
+    for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm512_setzero_ps();
     for (int64_t j = 0; j < r; j++) {
-        const __m512 hj = _mm512_set1_ps(h[j]);
-        a0 = _mm512_fmadd_ps(hj, _mm512_load_ps(pan + j * PRGE_LORA_NC), a0);
-        a1 = _mm512_fmadd_ps(hj, _mm512_load_ps(pan + j * PRGE_LORA_NC + 16), a1);
+        const __m512 p0 = _mm512_load_ps(pan + j * PRGE_LORA_NC), p1 = _mm512_load_ps(pan + j * PRGE_LORA_NC + 16);
+        for (int i = 0; i < R; i++) {
+            const __m512 hj = _mm512_set1_ps(h[i * ldh + j]);
+            a0[i] = _mm512_fmadd_ps(hj, p0, a0[i]);
+            a1[i] = _mm512_fmadd_ps(hj, p1, a1[i]);
+        }
     }
-    *y0 = _mm512_fmadd_ps(s, a0, *y0);
-    *y1 = _mm512_fmadd_ps(s, a1, *y1);
+    for (int i = 0; i < R; i++) {
+        y0[i] = _mm512_fmadd_ps(s, a0[i], y0[i]);
+        y1[i] = _mm512_fmadd_ps(s, a1[i], y1[i]);
+    }
 }
 #endif
 
@@ -74,7 +83,7 @@ void prge_q3k_scales(const uint8_t *s, int *out);
 // Slot 3: the LoRA terms' copy orders of a call (caller side).
 void *prge_scratch(int slot, size_t bytes);
 
-// lora.c, for prge_matmul_multi's tiles (which add each row's term with prge_lora_row32): the
+// lora.c, for prge_matmul_multi's tiles (which add each row's term with prge_lora_rows32): the
 // copies of term t in drawing order ([t->copies]); every copy's [r, 32] panel B + e·z of
 // columns [n0, n0 + nc), nc <= 32, into buf (prge_lora_panels_floats(t) floats: copy c's
 // panel at buf + c·r·32, then scratch).

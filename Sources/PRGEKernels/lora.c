@@ -9,7 +9,7 @@
 // so results do not depend on the thread count, on the row blocking or on the copy count
 // (sequential RGE, one copy per forward, gets the same bits per copy as fused P-RGE). The
 // matmul's panel tasks build the same panels per tile and add each row's term
-// (prge_lora_row32) before they store the row.
+// (prge_lora_rows32) before they store the row.
 #include "prge_kernels.h"
 #include "kernels_internal.h"
 #include <stdlib.h>
@@ -68,7 +68,7 @@ PRGE_AVX512 static void lb_rows_avx512(const lb_ctx *c, const float *pan, int64_
         _mm_prefetch((const char *)(y + 8 * c->ldy), _MM_HINT_T0);
         _mm_prefetch((const char *)(y + 8 * c->ldy + 16), _MM_HINT_T0);
         __m512 y0 = _mm512_maskz_loadu_ps(k0, y), y1 = _mm512_maskz_loadu_ps(k1, y + 16);
-        prge_lora_row32(c->t->H + m * c->t->ldh, pan, c->t->r, s, &y0, &y1);
+        prge_lora_rows32(1, c->t->H + m * c->t->ldh, 0, pan, c->t->r, s, &y0, &y1);
         _mm512_mask_storeu_ps(y, k0, y0);
         _mm512_mask_storeu_ps(y + 16, k1, y1);
     }

@@ -18,8 +18,8 @@
 //       scale-and-add chain per lane.
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
-//     "skinny" (M > MM_SMALL_M, f32 W of <= 16 rows: the stacked LoRA A's): fp32 dot products
-//       of X rows read in place, in every mode.
+//     "skinny" (M > MM_SMALL_M, f32 W of <= 64 rows: the stacked LoRA A's): Wᵀ packed once,
+//       rows of X read in place, fp32 in every mode.
 #include "prge_kernels.h"
 #include "kernels_internal.h"
 #include <stdio.h>
@@ -591,25 +591,40 @@ PRGE_AVX512 static void mm_pack_panel_codes(const mm_ctx *c, const mm_part *w, i
 // its term from copy c's panel at pan + c·r·32 (lora.c), before the row is stored.
 typedef struct { const prge_lora_term *t; const float *pan; int64_t m0; } mm_lora_blk;
 
+// Rows [0, rows) of a tile, PRGE_LORA_ROWS at a time: y (+)= acc, plus each row's LoRA term
+// (one pass over the copy's panel for a group of rows of one copy; row by row where a group
+// straddles two copies, is cut short, or runs past the copies' rows).
 PRGE_AVX512 PRGE_INLINE void mm_store_tile(const int MRC, __m512 (*acc)[2], float *y, int64_t ldy,
                                       int rows, __mmask16 k0, __mmask16 k1, int accumulate,
                                       const mm_lora_blk *lb) {
-    for (int i = 0; i < MRC; i++) {
-        if (i >= rows) break;
-        float *yr = y + i * ldy;
-        __m512 a0 = acc[i][0], a1 = acc[i][1];
-        if (accumulate) {
-            a0 = _mm512_add_ps(_mm512_maskz_loadu_ps(k0, yr), a0);
-            a1 = _mm512_add_ps(_mm512_maskz_loadu_ps(k1, yr + 16), a1);
+    const prge_lora_term *t = lb->t;
+    for (int i0 = 0; i0 < MRC && i0 < rows; i0 += PRGE_LORA_ROWS) {
+        const int n = MRC - i0 < PRGE_LORA_ROWS ? MRC - i0 : PRGE_LORA_ROWS;
+        const int live = rows - i0 < n ? rows - i0 : n;
+        __m512 a0[PRGE_LORA_ROWS], a1[PRGE_LORA_ROWS];
+        for (int i = 0; i < n; i++) {
+            a0[i] = acc[i0 + i][0];
+            a1[i] = acc[i0 + i][1];
+            if (accumulate && i < live) {
+                a0[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(k0, y + (i0 + i) * ldy), a0[i]);
+                a1[i] = _mm512_add_ps(_mm512_maskz_loadu_ps(k1, y + (i0 + i) * ldy + 16), a1[i]);
+            }
         }
-        if (lb->t && lb->m0 + i < lb->t->copies * lb->t->T) {
-            const prge_lora_term *t = lb->t;
-            const int64_t m = lb->m0 + i;
-            prge_lora_row32(t->H + m * t->ldh, lb->pan + m / t->T * t->r * PRGE_LORA_NC, t->r, _mm512_set1_ps(t->s),
-                            &a0, &a1);
+        if (t) {
+            const int64_t m = lb->m0 + i0, end = t->copies * t->T;
+            const __m512 s = _mm512_set1_ps(t->s);
+            if (live == n && m + n <= end && m / t->T == (m + n - 1) / t->T)
+                prge_lora_rows32(n, t->H + m * t->ldh, t->ldh, lb->pan + m / t->T * t->r * PRGE_LORA_NC, t->r, s,
+                                 a0, a1);
+            else
+                for (int i = 0; i < live && m + i < end; i++)
+                    prge_lora_rows32(1, t->H + (m + i) * t->ldh, 0, lb->pan + (m + i) / t->T * t->r * PRGE_LORA_NC,
+                                     t->r, s, a0 + i, a1 + i);
         }
-        _mm512_mask_storeu_ps(yr, k0, a0);
-        _mm512_mask_storeu_ps(yr + 16, k1, a1);
+        for (int i = 0; i < live; i++) {
+            _mm512_mask_storeu_ps(y + (i0 + i) * ldy, k0, a0[i]);
+            _mm512_mask_storeu_ps(y + (i0 + i) * ldy + 16, k1, a1[i]);
+        }
     }
 }
 
@@ -944,55 +959,87 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
     }
 }
 
-// ---- skinny path: f32 W of at most 16 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
-// A panel tile is 32 columns wide, so N = 2..6 would be mostly padding, and X would be packed
-// for it; here each output is a dot product of an X row (read in place) and a W row: 16 lanes
-// over k, then a fixed reduction. fp32 in every mode: these products are ~1 % of a step's flops.
-enum { MM_SKINNY_N = 16, MM_SKINNY_ROWS = 32 };
+// ---- skinny path: f32 W of at most 64 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
+// A panel tile is 32 columns wide and needs X packed, so N = 2..64 would pay for padding and a
+// second copy of X. Here Wᵀ is packed once per call ([K][NP], NP = N rounded up to 16, zero
+// columns past N) and each task runs blocks of R rows of X, read in place, against all of it:
+// per k, G = NP/16 loads of Wᵀ, R broadcasts of x, R·G FMAs. Every lane accumulates
+// sequentially over k, as the panel path does. fp32 in every mode: these products are ~2 % of
+// a step's flops.
+enum { MM_SKINNY_N = 64, MM_SKINNY_ROWS = 48 };
 
-typedef struct { const float *X; int64_t ldx; const prge_mm_out *o; int64_t M, K; } mm_skinny_ctx;
+typedef struct { const float *X; int64_t ldx; const prge_mm_out *o; const float *wt; int64_t M, K, NP; } mm_skinny_ctx;
 
 static int mm_skinny_fits(const prge_mm_out *o) { return o->wtype == PRGE_T_F32 && o->N <= MM_SKINNY_N && !o->lora; }
 
-// Row m's columns, N <= G (the rest of the G load row 0 and are not stored): full 16-lane
-// steps over k, a masked tail, then one fixed reduction per column.
-PRGE_AVX512 PRGE_INLINE void mm_skinny_row(const int G, const mm_skinny_ctx *c, int64_t m) {
+// wt[k·NP + n] = W[n][k]: 16 W rows by 16 k at a time through mm_tr16.
+PRGE_AVX512 static void mm_skinny_pack(const prge_mm_out *o, int64_t K, int64_t NP, float *wt) {
+    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float);
+    for (int64_t n0 = 0; n0 < NP; n0 += 16)
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const __mmask16 km = prge_mask16(K - k0);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = n0 + i < o->N ? _mm512_maskz_loadu_ps(km, (const float *)o->W + (n0 + i) * ldw + k0)
+                                     : _mm512_setzero_ps();
+            mm_tr16(r);
+            const int64_t nk = K - k0 < 16 ? K - k0 : 16;
+            for (int i = 0; i < nk; i++) _mm512_store_ps(wt + (k0 + i) * NP + n0, r[i]);
+        }
+}
+
+// Rows [m, m + R) by all NP = 16·G columns; the columns past N are not stored.
+PRGE_AVX512 PRGE_INLINE void mm_skinny_rows(const int R, const int G, const mm_skinny_ctx *c, int64_t m) {
     const prge_mm_out *o = c->o;
-    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float), K16 = c->K & ~(int64_t)15;
-    const float *x = c->X + m * c->ldx, *w[MM_SKINNY_N];
-    __m512 acc[MM_SKINNY_N];
-    for (int g = 0; g < G; g++) {
-        w[g] = (const float *)o->W + (g < o->N ? g : 0) * ldw;
-        acc[g] = _mm512_setzero_ps();
+    const float *x = c->X + m * c->ldx;
+    __m512 acc[16][4];
+    for (int i = 0; i < R; i++)
+        for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < c->K; k++) {
+        __m512 w[4];
+        for (int g = 0; g < G; g++) w[g] = _mm512_load_ps(c->wt + k * c->NP + 16 * g);
+        for (int i = 0; i < R; i++) {
+            const __m512 a = _mm512_set1_ps(x[i * c->ldx + k]);
+            for (int g = 0; g < G; g++) acc[i][g] = _mm512_fmadd_ps(a, w[g], acc[i][g]);
+        }
     }
-    for (int64_t k = 0; k < K16; k += 16) {
-        const __m512 xv = _mm512_loadu_ps(x + k);
-        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[g] + k), acc[g]);
-    }
-    if (K16 < c->K) {
-        const __mmask16 km = prge_mask16(c->K - K16);
-        const __m512 xv = _mm512_maskz_loadu_ps(km, x + K16);
-        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(km, w[g] + K16), acc[g]);
-    }
-    float *y = o->Y + m * o->ldy;
-    for (int g = 0; g < G && g < o->N; g++) {
-        const float d = _mm512_reduce_add_ps(acc[g]);
-        y[g] = o->accumulate ? y[g] + d : d;
+    for (int i = 0; i < R; i++) {
+        float *y = o->Y + (m + i) * o->ldy;
+        for (int g = 0; g < G; g++) {
+            const __mmask16 km = prge_mask16(o->N - 16 * g);
+            __m512 v = acc[i][g];
+            if (o->accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(km, y + 16 * g), v);
+            _mm512_mask_storeu_ps(y + 16 * g, km, v);
+        }
     }
 }
+
+// A task's rows: blocks of R (as many accumulators as the registers hold), then one at a time.
+#define MM_SKINNY_TASK(R, G)                                                                     \
+    do {                                                                                         \
+        for (; m + (R) <= m1; m += (R)) mm_skinny_rows(R, G, c, m);                               \
+        for (; m < m1; m++) mm_skinny_rows(1, G, c, m);                                          \
+    } while (0)
 
 PRGE_AVX512 static void mm_skinny_task(void *vctx, int64_t task) {
     const mm_skinny_ctx *c = (const mm_skinny_ctx *)vctx;
-    const int64_t m1 = (task + 1) * MM_SKINNY_ROWS < c->M ? (task + 1) * MM_SKINNY_ROWS : c->M;
-    for (int64_t m = task * MM_SKINNY_ROWS; m < m1; m++) {
-        if (c->o->N <= 4) mm_skinny_row(4, c, m);
-        else if (c->o->N <= 8) mm_skinny_row(8, c, m);
-        else mm_skinny_row(MM_SKINNY_N, c, m);
+    int64_t m = task * MM_SKINNY_ROWS;
+    const int64_t m1 = m + MM_SKINNY_ROWS < c->M ? m + MM_SKINNY_ROWS : c->M;
+    switch (c->NP / 16) {
+    case 1: MM_SKINNY_TASK(16, 1); break;
+    case 2: MM_SKINNY_TASK(12, 2); break;
+    case 3: MM_SKINNY_TASK(8, 3); break;
+    default: MM_SKINNY_TASK(6, 4); break;
     }
 }
 
-static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_mm_out *o, int64_t M, int64_t K) {
-    const mm_skinny_ctx c = {X, ldx, o, M, K};
+// Wᵀ goes to the caller's scratch slot 0 (the panel paths' packed X, not in use until this returns).
+PRGE_AVX512 static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_mm_out *o, int64_t M,
+                                  int64_t K) {
+    const int64_t NP = (o->N + 15) & ~(int64_t)15;
+    float *wt = (float *)prge_scratch(0, (size_t)(K * NP) * sizeof(float));
+    mm_skinny_pack(o, K, NP, wt);
+    const mm_skinny_ctx c = {X, ldx, o, wt, M, K, NP};
     prge_pool_run(pool, mm_skinny_task, (void *)&c, (M + MM_SKINNY_ROWS - 1) / MM_SKINNY_ROWS);
 }
 
