@@ -300,6 +300,8 @@ enum { MR8 = MM_MR8 };
 // kernel for W with a scale per 16 weights takes those two instead of sx).
 enum { MM_XS = 4 };
 
+typedef struct mm_skinny_ctx mm_skinny_ctx;
+
 typedef struct {
     int mode;            // PRGE_MM_F32, PRGE_MM_BF16 or PRGE_MM_INT8
     const float *X; int64_t ldx;
@@ -313,6 +315,8 @@ typedef struct {
     int64_t mblocks, xpack_per_task;
     mm_part part[MM_MAX_PARTS];   // the products of the call; their tasks follow each other
     int n_parts;
+    const mm_skinny_ctx *sk;      // int8: skinny products computed as X is quantized
+    int n_sk;
 } mm_ctx;
 
 // In-register 16x16 transpose of 32-bit elements: r[i] holds row i; afterwards r[k] holds column k.
@@ -338,6 +342,103 @@ PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
         r[8 + c] = _mm512_shuffle_f32x4(v1, w1, 0x88);
         r[12 + c] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
     }
+}
+
+// ---- skinny path: f32 W of at most 64 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
+// A panel tile is 32 columns wide and needs X packed, so N = 2..64 would pay for padding and a
+// second copy of X. Here Wᵀ is packed once per call ([K][NP], NP = N rounded up to 16, zero
+// columns past N) and each task runs blocks of R rows of X, read in place, against all of it:
+// per k, G = NP/16 loads of Wᵀ, R broadcasts of x, R·G FMAs. Every lane accumulates
+// sequentially over k, as the panel path does. fp32 in every mode: these products are ~2 % of
+// a step's flops.
+enum { MM_SKINNY_N = 64, MM_SKINNY_ROWS = 8 * MR8 };
+
+struct mm_skinny_ctx { const float *X; int64_t ldx; const prge_mm_out *o; const float *wt; int64_t M, K, NP; };
+
+static int mm_skinny_fits(const prge_mm_out *o) { return o->wtype == PRGE_T_F32 && o->N <= MM_SKINNY_N && !o->lora; }
+
+// wt[k·NP + n] = W[n][k]: 16 W rows by 16 k at a time through mm_tr16.
+PRGE_AVX512 static void mm_skinny_pack(const prge_mm_out *o, int64_t K, int64_t NP, float *wt) {
+    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float);
+    for (int64_t n0 = 0; n0 < NP; n0 += 16)
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const __mmask16 km = prge_mask16(K - k0);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = n0 + i < o->N ? _mm512_maskz_loadu_ps(km, (const float *)o->W + (n0 + i) * ldw + k0)
+                                     : _mm512_setzero_ps();
+            mm_tr16(r);
+            const int64_t nk = K - k0 < 16 ? K - k0 : 16;
+            for (int i = 0; i < nk; i++) _mm512_store_ps(wt + (k0 + i) * NP + n0, r[i]);
+        }
+}
+
+// Rows [m, m + R) by all NP = 16·G columns; the columns past N are not stored.
+PRGE_AVX512 PRGE_INLINE void mm_skinny_rows(const int R, const int G, const mm_skinny_ctx *c, int64_t m) {
+    const prge_mm_out *o = c->o;
+    const float *x = c->X + m * c->ldx;
+    __m512 acc[16][4];
+    for (int i = 0; i < R; i++)
+        for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < c->K; k++) {
+        __m512 w[4];
+        for (int g = 0; g < G; g++) w[g] = _mm512_load_ps(c->wt + k * c->NP + 16 * g);
+        for (int i = 0; i < R; i++) {
+            const __m512 a = _mm512_set1_ps(x[i * c->ldx + k]);
+            for (int g = 0; g < G; g++) acc[i][g] = _mm512_fmadd_ps(a, w[g], acc[i][g]);
+        }
+    }
+    for (int i = 0; i < R; i++) {
+        float *y = o->Y + (m + i) * o->ldy;
+        for (int g = 0; g < G; g++) {
+            const __mmask16 km = prge_mask16(o->N - 16 * g);
+            __m512 v = acc[i][g];
+            if (o->accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(km, y + 16 * g), v);
+            _mm512_mask_storeu_ps(y + 16 * g, km, v);
+        }
+    }
+}
+
+// Rows [m, m1) of a skinny product: blocks of MR8 rows (2–4 FMA chains per row of 32 zmm; the
+// int8 X quantization hands over one such block at a time), then one row at a time.
+#define MM_SKINNY_RANGE(G)                                                                       \
+    do {                                                                                         \
+        for (; m + MR8 <= m1; m += MR8) mm_skinny_rows(MR8, G, c, m);                            \
+        for (; m < m1; m++) mm_skinny_rows(1, G, c, m);                                          \
+    } while (0)
+
+PRGE_AVX512 static void mm_skinny_range(const mm_skinny_ctx *c, int64_t m, int64_t m1) {
+    switch (c->NP / 16) {
+    case 1: MM_SKINNY_RANGE(1); break;
+    case 2: MM_SKINNY_RANGE(2); break;
+    case 3: MM_SKINNY_RANGE(3); break;
+    default: MM_SKINNY_RANGE(4); break;
+    }
+}
+
+PRGE_AVX512 static void mm_skinny_task(void *vctx, int64_t task) {
+    const mm_skinny_ctx *c = (const mm_skinny_ctx *)vctx;
+    const int64_t m = task * MM_SKINNY_ROWS;
+    mm_skinny_range(c, m, m + MM_SKINNY_ROWS < c->M ? m + MM_SKINNY_ROWS : c->M);
+}
+
+// Skinny product o's context, its Wᵀ packed at wt (mm_skinny_floats(o, K) floats).
+static int64_t mm_skinny_floats(const prge_mm_out *o, int64_t K) { return K * ((o->N + 15) & ~(int64_t)15); }
+
+PRGE_AVX512 static mm_skinny_ctx mm_skinny_prepare(const float *X, int64_t ldx, const prge_mm_out *o, int64_t M,
+                                                   int64_t K, float *wt) {
+    const mm_skinny_ctx c = {X, ldx, o, wt, M, K, (o->N + 15) & ~(int64_t)15};
+    mm_skinny_pack(o, K, c.NP, wt);
+    return c;
+}
+
+// On its own (fp32 and bf16 modes, or no int8 product beside it): Wᵀ in the caller's scratch
+// slot 0 (the panel paths' packed X, not in use until this returns).
+PRGE_AVX512 static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_mm_out *o, int64_t M,
+                                  int64_t K) {
+    float *wt = (float *)prge_scratch(0, (size_t)mm_skinny_floats(o, K) * sizeof(float));
+    const mm_skinny_ctx c = mm_skinny_prepare(X, ldx, o, M, K, wt);
+    prge_pool_run(pool, mm_skinny_task, (void *)&c, (M + MM_SKINNY_ROWS - 1) / MM_SKINNY_ROWS);
 }
 
 // ---- X packing (once per call; parallel over groups of MR-row blocks) ----
@@ -412,6 +513,9 @@ PRGE_AVX512 static void mm_xpack_task(void *vctx, int64_t task) {
     for (int64_t mb = b0; mb < b1; mb++) {
         if (c->mode == PRGE_MM_INT8) {
             for (int i = 0; i < MR8; i++) mm_xquant_row(c, mb, i);
+            // The skinny products of these rows while they are in L1: X is read from memory once.
+            const int64_t m1 = (mb + 1) * MR8 < c->M ? (mb + 1) * MR8 : c->M;
+            for (int s = 0; s < c->n_sk; s++) mm_skinny_range(&c->sk[s], mb * MR8, m1);
         } else {
             mm_xpack_block(c, mb);
         }
@@ -959,90 +1063,6 @@ PRGE_AVX512 static void mm_avx512_dot(prge_pool *pool, int bf16, const float *X,
     }
 }
 
-// ---- skinny path: f32 W of at most 64 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
-// A panel tile is 32 columns wide and needs X packed, so N = 2..64 would pay for padding and a
-// second copy of X. Here Wᵀ is packed once per call ([K][NP], NP = N rounded up to 16, zero
-// columns past N) and each task runs blocks of R rows of X, read in place, against all of it:
-// per k, G = NP/16 loads of Wᵀ, R broadcasts of x, R·G FMAs. Every lane accumulates
-// sequentially over k, as the panel path does. fp32 in every mode: these products are ~2 % of
-// a step's flops.
-enum { MM_SKINNY_N = 64, MM_SKINNY_ROWS = 48 };
-
-typedef struct { const float *X; int64_t ldx; const prge_mm_out *o; const float *wt; int64_t M, K, NP; } mm_skinny_ctx;
-
-static int mm_skinny_fits(const prge_mm_out *o) { return o->wtype == PRGE_T_F32 && o->N <= MM_SKINNY_N && !o->lora; }
-
-// wt[k·NP + n] = W[n][k]: 16 W rows by 16 k at a time through mm_tr16.
-PRGE_AVX512 static void mm_skinny_pack(const prge_mm_out *o, int64_t K, int64_t NP, float *wt) {
-    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float);
-    for (int64_t n0 = 0; n0 < NP; n0 += 16)
-        for (int64_t k0 = 0; k0 < K; k0 += 16) {
-            const __mmask16 km = prge_mask16(K - k0);
-            __m512 r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = n0 + i < o->N ? _mm512_maskz_loadu_ps(km, (const float *)o->W + (n0 + i) * ldw + k0)
-                                     : _mm512_setzero_ps();
-            mm_tr16(r);
-            const int64_t nk = K - k0 < 16 ? K - k0 : 16;
-            for (int i = 0; i < nk; i++) _mm512_store_ps(wt + (k0 + i) * NP + n0, r[i]);
-        }
-}
-
-// Rows [m, m + R) by all NP = 16·G columns; the columns past N are not stored.
-PRGE_AVX512 PRGE_INLINE void mm_skinny_rows(const int R, const int G, const mm_skinny_ctx *c, int64_t m) {
-    const prge_mm_out *o = c->o;
-    const float *x = c->X + m * c->ldx;
-    __m512 acc[16][4];
-    for (int i = 0; i < R; i++)
-        for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < c->K; k++) {
-        __m512 w[4];
-        for (int g = 0; g < G; g++) w[g] = _mm512_load_ps(c->wt + k * c->NP + 16 * g);
-        for (int i = 0; i < R; i++) {
-            const __m512 a = _mm512_set1_ps(x[i * c->ldx + k]);
-            for (int g = 0; g < G; g++) acc[i][g] = _mm512_fmadd_ps(a, w[g], acc[i][g]);
-        }
-    }
-    for (int i = 0; i < R; i++) {
-        float *y = o->Y + (m + i) * o->ldy;
-        for (int g = 0; g < G; g++) {
-            const __mmask16 km = prge_mask16(o->N - 16 * g);
-            __m512 v = acc[i][g];
-            if (o->accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(km, y + 16 * g), v);
-            _mm512_mask_storeu_ps(y + 16 * g, km, v);
-        }
-    }
-}
-
-// A task's rows: blocks of R (as many accumulators as the registers hold), then one at a time.
-#define MM_SKINNY_TASK(R, G)                                                                     \
-    do {                                                                                         \
-        for (; m + (R) <= m1; m += (R)) mm_skinny_rows(R, G, c, m);                               \
-        for (; m < m1; m++) mm_skinny_rows(1, G, c, m);                                          \
-    } while (0)
-
-PRGE_AVX512 static void mm_skinny_task(void *vctx, int64_t task) {
-    const mm_skinny_ctx *c = (const mm_skinny_ctx *)vctx;
-    int64_t m = task * MM_SKINNY_ROWS;
-    const int64_t m1 = m + MM_SKINNY_ROWS < c->M ? m + MM_SKINNY_ROWS : c->M;
-    switch (c->NP / 16) {
-    case 1: MM_SKINNY_TASK(16, 1); break;
-    case 2: MM_SKINNY_TASK(12, 2); break;
-    case 3: MM_SKINNY_TASK(8, 3); break;
-    default: MM_SKINNY_TASK(6, 4); break;
-    }
-}
-
-// Wᵀ goes to the caller's scratch slot 0 (the panel paths' packed X, not in use until this returns).
-PRGE_AVX512 static void mm_skinny(prge_pool *pool, const float *X, int64_t ldx, const prge_mm_out *o, int64_t M,
-                                  int64_t K) {
-    const int64_t NP = (o->N + 15) & ~(int64_t)15;
-    float *wt = (float *)prge_scratch(0, (size_t)(K * NP) * sizeof(float));
-    mm_skinny_pack(o, K, NP, wt);
-    const mm_skinny_ctx c = {X, ldx, o, wt, M, K, NP};
-    prge_pool_run(pool, mm_skinny_task, (void *)&c, (M + MM_SKINNY_ROWS - 1) / MM_SKINNY_ROWS);
-}
-
 // ---- transposed product (prge_matmul_t, below): jb decoded rows of W into each row of Y ----
 // The types mm_decode_row_avx512 decodes itself.
 static int mm_fast_type(uint32_t t) {
@@ -1100,9 +1120,11 @@ static void mm_panel_region(prge_pool *pool, mm_ctx *c, const prge_mm_out *outs,
 
 // The panel path for up to MM_MAX_PARTS products: X packed once; one region for the tiles of
 // the products without a LoRA term, then one for those with one (whose H those may compute).
-// mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is an mm_int8_type).
+// mode: PRGE_MM_F32, PRGE_MM_BF16, or PRGE_MM_INT8 (then every W is an mm_int8_type, and the
+// n_sk skinny products sk run inside the X quantization, before any tile).
 PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *X, int64_t ldx,
-                                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
+                                        const prge_mm_out *outs, int n_outs, const prge_mm_out *sk, int n_sk,
+                                        int64_t M, int64_t K) {
     const int threads = prge_pool_threads(pool);
     const int int8 = mode == PRGE_MM_INT8;
     mm_ctx c;
@@ -1114,7 +1136,18 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *
     c.mr = int8 ? MR8 : MR;
     c.xstride = c.KP * c.mr + (int8 ? MM_XS * (K / 32) * c.mr : 0);
     c.mblocks = (M + c.mr - 1) / c.mr;
-    c.xp = prge_scratch(0, (size_t)(c.mblocks * c.xstride) * 4);
+    // The skinny products' Wᵀ (64-byte aligned) after packed X, in the same scratch.
+    const int64_t x_words = (c.mblocks * c.xstride + 15) & ~(int64_t)15;
+    int64_t wt_floats = 0;
+    for (int i = 0; i < n_sk; i++) wt_floats += mm_skinny_floats(&sk[i], K);
+    c.xp = prge_scratch(0, (size_t)(x_words + wt_floats) * 4);
+    mm_skinny_ctx skc[MM_MAX_PARTS];
+    float *wt = (float *)c.xp + x_words;
+    for (int i = 0; i < n_sk; i++) {
+        skc[i] = mm_skinny_prepare(X, ldx, &sk[i], M, K, wt);
+        wt += mm_skinny_floats(&sk[i], K);
+    }
+    c.sk = skc; c.n_sk = n_sk;
     c.xpack_per_task = (c.mblocks + 4 * threads - 1) / (4 * threads);
     prge_pool_run(pool, mm_xpack_task, &c, (c.mblocks + c.xpack_per_task - 1) / c.xpack_per_task);
 
@@ -1136,19 +1169,25 @@ PRGE_AVX512 static void mm_avx512_panel(prge_pool *pool, int mode, const float *
     if (nw > 0) mm_panel_region(pool, &c, with, order, nw);
 }
 
-// int8 mode on the panel path: the coded products on the int8 kernel, the others (f32 LoRA A
-// stacks in a base matmul's call, ...) as mm_int8_rest(), each group with its own packed X; the
-// others first, as they hold the H of the coded products' LoRA terms.
+// int8 mode on the panel path: the coded products on the int8 kernel, the skinny ones (the f32
+// LoRA A stacks) inside its X quantization, the others as mm_int8_rest() with their own packed
+// X. The others run first: they may hold the H of the coded products' LoRA terms; where one of
+// them has a term itself (its H may be a skinny output), the skinny products run before them.
 PRGE_AVX512 static void mm_avx512_int8(prge_pool *pool, const float *X, int64_t ldx,
                                        const prge_mm_out *outs, int n_outs, int64_t M, int64_t K) {
-    prge_mm_out coded[MM_MAX_PARTS], rest[MM_MAX_PARTS];
-    int nq = 0, nr = 0;
+    prge_mm_out coded[MM_MAX_PARTS], rest[MM_MAX_PARTS], sk[MM_MAX_PARTS];
+    int nq = 0, nr = 0, ns = 0, rest_terms = 0;
     for (int i = 0; i < n_outs; i++) {
         if (mm_int8_type(outs[i].wtype)) coded[nq++] = outs[i];
-        else rest[nr++] = outs[i];
+        else if (mm_skinny_fits(&outs[i])) sk[ns++] = outs[i];
+        else { rest_terms |= outs[i].lora != NULL; rest[nr++] = outs[i]; }
     }
-    if (nr > 0) mm_avx512_panel(pool, mm_int8_rest(), X, ldx, rest, nr, M, K);
-    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, coded, nq, M, K);
+    if (ns > 0 && (nq == 0 || rest_terms)) {
+        for (int i = 0; i < ns; i++) mm_skinny(pool, X, ldx, &sk[i], M, K);
+        ns = 0;
+    }
+    if (nr > 0) mm_avx512_panel(pool, mm_int8_rest(), X, ldx, rest, nr, NULL, 0, M, K);
+    if (nq > 0) mm_avx512_panel(pool, PRGE_MM_INT8, X, ldx, coded, nq, sk, ns, M, K);
 }
 #endif  // PRGE_X86
 
@@ -1227,15 +1266,14 @@ static void mm_run(prge_pool *pool, int mode, const float *X, int64_t ldx,
     const int fast = avx512 && (kind != PRGE_MM_BF16 || prge_cpu_avx512_bf16() == 1);
 #if PRGE_X86
     if (fast && M > MM_SMALL_M) {   // the panel paths add the LoRA terms inside their tiles
+        if (kind == PRGE_MM_INT8) { mm_avx512_int8(pool, X, ldx, outs, n_outs, M, K); return; }
         prge_mm_out tiled[MM_MAX_PARTS];
         int nt = 0;
         for (int i = 0; i < n_outs; i++) {   // skinny ones first: a term's H may be one of them
             if (mm_skinny_fits(&outs[i])) mm_skinny(pool, X, ldx, &outs[i], M, K);
             else tiled[nt++] = outs[i];
         }
-        if (nt == 0) return;
-        if (kind == PRGE_MM_INT8) mm_avx512_int8(pool, X, ldx, tiled, nt, M, K);
-        else mm_avx512_panel(pool, kind, X, ldx, tiled, nt, M, K);
+        if (nt > 0) mm_avx512_panel(pool, kind, X, ldx, tiled, nt, NULL, 0, M, K);
         return;
     }
     if (fast) mm_avx512_dot(pool, kind != PRGE_MM_F32, X, ldx, outs, n_outs, M, K);
