@@ -19,7 +19,8 @@
 //     "dot" (M <= MM_SMALL_M: generation, short prompts): each task dequantizes W rows into
 //       L1 and takes dot products with all M rows of X (streams W once, memory-bound).
 //     "skinny" (M > MM_SMALL_M, f32 W of <= 64 rows: the stacked LoRA A's): Wᵀ packed once,
-//       rows of X read in place, fp32 in every mode.
+//       rows of X read in place, fp32 in every mode; in int8 mode beside coded products, each
+//       6-row block right after the int8 panel path has quantized it.
 #include "prge_kernels.h"
 #include "kernels_internal.h"
 #include <stdio.h>
