@@ -198,6 +198,8 @@ int main(int argc, char **argv) {
         {16, 49152, 576, PRGE_T_Q8_0}, {4, 49152, 576, PRGE_T_Q8_0}, {1, 49152, 576, PRGE_T_Q8_0},
         {1, 1536, 576, PRGE_T_Q4_1}, {1, 576, 1536, PRGE_T_Q4_1}, {8, 1536, 576, PRGE_T_Q4_1},
         {32, 1536, 576, PRGE_T_Q4_1}, {1024, 576, 576, PRGE_T_F32},
+        // the standard step's stacked LoRA A's (r = 16, 872 rows): o and down; gate + up; q + k + v
+        {872, 16, 576, PRGE_T_F32}, {872, 16, 1536, PRGE_T_F32}, {872, 32, 576, PRGE_T_F32}, {872, 48, 576, PRGE_T_F32},
     };
     printf("%-6s %6s %6s %6s %-5s %12s %8s %12s %8s\n", "M", "N", "K", "type", "", "fp32 GF/s", "%peak", "bf16 GF/s", "%peak");
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
