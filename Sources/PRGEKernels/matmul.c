@@ -347,12 +347,14 @@ PRGE_AVX512 PRGE_INLINE void mm_tr16(__m512 *r) {
 
 // ---- skinny path: f32 W of at most 64 rows (a layer's stacked LoRA A's, [r·targets, d_in]) ----
 // A panel tile is 32 columns wide and needs X packed, so N = 2..64 would pay for padding and a
-// second copy of X. Here Wᵀ is packed once per call ([K][NP], NP = N rounded up to 16, zero
-// columns past N) and each task runs blocks of R rows of X, read in place, against all of it:
-// per k, G = NP/16 loads of Wᵀ, R broadcasts of x, R·G FMAs. Every lane accumulates
-// sequentially over k, as the panel path does. fp32 in every mode: these products are ~2 % of
-// a step's flops.
-enum { MM_SKINNY_N = 64, MM_SKINNY_ROWS = 8 * MR8 };
+// second copy of X. X's rows are read in place, fp32 in every mode (these products are ~2 % of a
+// step's flops), in one of two layouts:
+//   N <= 8 (the recipe's rank 2: N = 2..6): each output a dot product of an X row and a W row,
+//     16 lanes over k, then one fixed reduction (lanes over N would be mostly empty);
+//   N > 8: Wᵀ packed once per call ([K][NP], NP = N rounded up to 16, zero columns past N), blocks
+//     of 6 rows × all NP columns (6–24 FMA chains), each lane one FMA chain over k, as the panel
+//     path's.
+enum { MM_SKINNY_N = 64, MM_SKINNY_DOT_N = 8, MM_SKINNY_ROWS = 8 * MR8 };
 
 struct mm_skinny_ctx { const float *X; int64_t ldx; const prge_mm_out *o; const float *wt; int64_t M, K, NP; };
 
@@ -372,6 +374,33 @@ PRGE_AVX512 static void mm_skinny_pack(const prge_mm_out *o, int64_t K, int64_t 
             const int64_t nk = K - k0 < 16 ? K - k0 : 16;
             for (int i = 0; i < nk; i++) _mm512_store_ps(wt + (k0 + i) * NP + n0, r[i]);
         }
+}
+
+// N <= G <= MM_SKINNY_DOT_N: row m's columns (the rest of the G load row 0 and are not stored):
+// full 16-lane steps over k, a masked tail, then one fixed reduction per column.
+PRGE_AVX512 PRGE_INLINE void mm_skinny_dot_row(const int G, const mm_skinny_ctx *c, int64_t m) {
+    const prge_mm_out *o = c->o;
+    const int64_t ldw = o->w_row_bytes / (int64_t)sizeof(float), K16 = c->K & ~(int64_t)15;
+    const float *x = c->X + m * c->ldx, *w[MM_SKINNY_DOT_N];
+    __m512 acc[MM_SKINNY_DOT_N];
+    for (int g = 0; g < G; g++) {
+        w[g] = (const float *)o->W + (g < o->N ? g : 0) * ldw;
+        acc[g] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < K16; k += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + k);
+        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[g] + k), acc[g]);
+    }
+    if (K16 < c->K) {
+        const __mmask16 km = prge_mask16(c->K - K16);
+        const __m512 xv = _mm512_maskz_loadu_ps(km, x + K16);
+        for (int g = 0; g < G; g++) acc[g] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(km, w[g] + K16), acc[g]);
+    }
+    float *y = o->Y + m * o->ldy;
+    for (int g = 0; g < G && g < o->N; g++) {
+        const float d = _mm512_reduce_add_ps(acc[g]);
+        y[g] = o->accumulate ? y[g] + d : d;
+    }
 }
 
 // Rows [m, m + R) by all NP = 16·G columns; the columns past N are not stored.
@@ -409,6 +438,13 @@ PRGE_AVX512 PRGE_INLINE void mm_skinny_rows(const int R, const int G, const mm_s
     } while (0)
 
 PRGE_AVX512 static void mm_skinny_range(const mm_skinny_ctx *c, int64_t m, int64_t m1) {
+    if (c->o->N <= MM_SKINNY_DOT_N) {
+        for (; m < m1; m++) {
+            if (c->o->N <= 4) mm_skinny_dot_row(4, c, m);
+            else mm_skinny_dot_row(MM_SKINNY_DOT_N, c, m);
+        }
+        return;
+    }
     switch (c->NP / 16) {
     case 1: MM_SKINNY_RANGE(1); break;
     case 2: MM_SKINNY_RANGE(2); break;
@@ -423,13 +459,15 @@ PRGE_AVX512 static void mm_skinny_task(void *vctx, int64_t task) {
     mm_skinny_range(c, m, m + MM_SKINNY_ROWS < c->M ? m + MM_SKINNY_ROWS : c->M);
 }
 
-// Skinny product o's context, its Wᵀ packed at wt (mm_skinny_floats(o, K) floats).
-static int64_t mm_skinny_floats(const prge_mm_out *o, int64_t K) { return K * ((o->N + 15) & ~(int64_t)15); }
+// Skinny product o's context, its Wᵀ packed at wt (mm_skinny_floats(o, K) floats; none for N <= 8).
+static int64_t mm_skinny_floats(const prge_mm_out *o, int64_t K) {
+    return o->N <= MM_SKINNY_DOT_N ? 0 : K * ((o->N + 15) & ~(int64_t)15);
+}
 
 PRGE_AVX512 static mm_skinny_ctx mm_skinny_prepare(const float *X, int64_t ldx, const prge_mm_out *o, int64_t M,
                                                    int64_t K, float *wt) {
     const mm_skinny_ctx c = {X, ldx, o, wt, M, K, (o->N + 15) & ~(int64_t)15};
-    mm_skinny_pack(o, K, c.NP, wt);
+    if (o->N > MM_SKINNY_DOT_N) mm_skinny_pack(o, K, c.NP, wt);
     return c;
 }
 
