@@ -417,11 +417,12 @@ import PRGEKernels
         Self.check(Self.types[4], M: shape.0, N: shape.1, K: shape.2, seed: 77)
     }
 
-    /// Stacked LoRA A's (f32 W of at most 64 rows) past the small-M path: the skinny products
-    /// (Wᵀ packed, X read in place), fp32 in every mode; K off and on the 16-lane grid, N off and
-    /// on the 16-column one, M off and on each width's row block (16, 12, 8, 6 rows).
-    @Test(arguments: [(25, 1, 7), (40, 6, 576), (100, 16, 33), (57, 2, 1536), (31, 11, 100),
-                      (50, 17, 40), (97, 32, 576), (26, 48, 129), (61, 64, 23), (49, 33, 1536)])
+    /// Stacked LoRA A's (f32 W of at most 64 rows) past the small-M path: the skinny products,
+    /// X read in place, fp32 in every mode (N <= 8: dot products; N > 8: Wᵀ packed, blocks of 6
+    /// rows); K off and on the 16-lane grid, N on both sides of 8 and off and on the 16-column
+    /// grid, M off and on the 6-row block.
+    @Test(arguments: [(25, 1, 7), (40, 6, 576), (33, 8, 100), (30, 9, 64), (100, 16, 33), (57, 2, 1536),
+                      (31, 11, 100), (50, 17, 40), (97, 32, 576), (26, 48, 129), (61, 64, 23), (49, 33, 1536)])
     func skinnyF32(_ shape: (Int, Int, Int)) {
         Self.check(Self.types[0], M: shape.0, N: shape.1, K: shape.2, seed: 4242 &+ UInt64(shape.1))
     }
